@@ -1,0 +1,275 @@
+"""Configuration: the YAML schema, its validation, and where the API key comes from.
+
+Validation is strict on purpose: an unknown key is almost always a typo, and a typo that is
+silently ignored becomes a target that is never polled.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_KEY_ENV = "VAST_API_KEY"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the user: names the file and the key."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.detail = message
+        where = ", ".join(part for part in (file, f"key {key!r}" if key else None) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+@dataclass(frozen=True)
+class VastSettings:
+    api_url: str = "https://run.vast.ai"
+    console_url: str = "https://console.vast.ai"
+    api_key_file: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class PollingSettings:
+    interval: float = 30.0
+    concurrency: int = 8
+    stale_after: float = 300.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to poll: an endpoint or a worker group.
+
+    `endpoint_id`/`endpoint_name` are what this target's workers are labelled with; for a worker
+    group they come from its configured `endpoint_id` and that endpoint's configured name.
+    """
+
+    kind: str  # "endpoint" or "worker_group"
+    id: int
+    name: str = ""
+    endpoint_id: int | None = None
+    endpoint_name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.id}"
+
+
+@dataclass(frozen=True)
+class Config:
+    vast: VastSettings = field(default_factory=VastSettings)
+    polling: PollingSettings = field(default_factory=PollingSettings)
+    targets: tuple[Target, ...] = ()
+    source: str = "<defaults>"
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `500ms`, `10s`, `5m`, `1h` or a plain number; positive and finite only."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 500ms, 10s, 5m or 1h, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return seconds
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc.__class__.__name__}", file=source) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}", file=source) from None
+    try:
+        return parse_config(document if document is not None else {}, source)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=source, key=exc.key) from None
+
+
+def parse_config(document: Any, source: str = "<config>") -> Config:
+    """Validate an already-parsed YAML document."""
+    top = _mapping(document, "", {"vast", "polling", "endpoints", "worker_groups"})
+    vast = _parse_vast(top.get("vast"))
+    polling = _parse_polling(top.get("polling"))
+    endpoints = _parse_endpoints(top.get("endpoints"))
+    groups = _parse_worker_groups(top.get("worker_groups"), endpoints)
+    if not endpoints and not groups:
+        raise ConfigError("no targets: list at least one endpoint or worker group", key="endpoints")
+    return Config(vast=vast, polling=polling, targets=endpoints + groups, source=source)
+
+
+def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
+    """The key from `vast.api_key_file`, else from the VAST_API_KEY environment variable."""
+    environ = os.environ if environ is None else environ
+    key_file = config.vast.api_key_file
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "file not found" if isinstance(exc, FileNotFoundError) else "cannot read it"
+            raise ConfigError(
+                f"{reason}: {key_file}", file=config.source, key="vast.api_key_file"
+            ) from None
+        if not key:
+            raise ConfigError(f"{key_file} is empty", file=config.source, key="vast.api_key_file")
+        return key
+    key = environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise ConfigError(
+            f"no API key: set the {API_KEY_ENV} environment variable or vast.api_key_file",
+            file=config.source,
+            key="vast.api_key_file",
+        )
+    return key
+
+
+def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping, got {type(value).__name__}", key=key or None)
+    for name in value:
+        if name not in allowed:
+            full = f"{key}.{name}" if key else str(name)
+            if name == "api_key":
+                raise ConfigError(
+                    "an inline API key is refused: put it in a file named by vast.api_key_file "
+                    f"or in the {API_KEY_ENV} environment variable",
+                    key=full,
+                )
+            expected = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key (expected one of: {expected})", key=full)
+    return value
+
+
+def _field(key: str, parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from None
+
+
+def _parse_vast(value: Any) -> VastSettings:
+    section = _mapping(value, "vast", {"api_url", "console_url", "api_key_file", "timeout"})
+    defaults = VastSettings()
+    key_file = section.get("api_key_file")
+    if key_file is not None and (not isinstance(key_file, str) or not key_file.strip()):
+        raise ConfigError("expected a file path", key="vast.api_key_file")
+    return VastSettings(
+        api_url=_field("vast.api_url", _url, section.get("api_url", defaults.api_url)),
+        console_url=_field(
+            "vast.console_url", _url, section.get("console_url", defaults.console_url)
+        ),
+        api_key_file=key_file,
+        timeout=_duration(section, "vast", "timeout", defaults.timeout),
+    )
+
+
+def _parse_polling(value: Any) -> PollingSettings:
+    section = _mapping(value, "polling", {"interval", "concurrency", "stale_after"})
+    defaults = PollingSettings()
+    concurrency = section.get("concurrency", defaults.concurrency)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(
+            f"must be a positive integer, got {concurrency!r}", key="polling.concurrency"
+        )
+    return PollingSettings(
+        interval=_duration(section, "polling", "interval", defaults.interval),
+        concurrency=concurrency,
+        stale_after=_duration(section, "polling", "stale_after", defaults.stale_after),
+    )
+
+
+def _duration(section: dict[str, Any], prefix: str, name: str, default: float) -> float:
+    if name not in section:
+        return default
+    return _field(f"{prefix}.{name}", parse_duration, section[name])
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _target_id(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"expected a non-negative integer id, got {value!r}", key=key)
+    return value
+
+
+def _name(value: Any, key: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ConfigError(f"expected a string, got {value!r}", key=key)
+    return str(value)
+
+
+def _entries(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"expected a list, got {type(value).__name__}", key=key)
+    return value
+
+
+def _parse_endpoints(value: Any) -> tuple[Target, ...]:
+    targets: list[Target] = []
+    seen: set[int] = set()
+    for index, entry in enumerate(_entries(value, "endpoints")):
+        key = f"endpoints[{index}]"
+        item = _mapping(entry, key, {"id", "name"})
+        if "id" not in item:
+            raise ConfigError("missing id", key=f"{key}.id")
+        target_id = _target_id(item["id"], f"{key}.id")
+        if target_id in seen:
+            raise ConfigError(f"duplicate endpoint id {target_id}", key=f"{key}.id")
+        seen.add(target_id)
+        name = _name(item.get("name"), f"{key}.name")
+        targets.append(Target("endpoint", target_id, name, target_id, name))
+    return tuple(targets)
+
+
+def _parse_worker_groups(value: Any, endpoints: tuple[Target, ...]) -> tuple[Target, ...]:
+    names = {endpoint.id: endpoint.name for endpoint in endpoints}
+    targets: list[Target] = []
+    seen: set[int] = set()
+    for index, entry in enumerate(_entries(value, "worker_groups")):
+        key = f"worker_groups[{index}]"
+        item = _mapping(entry, key, {"id", "endpoint_id", "name"})
+        if "id" not in item:
+            raise ConfigError("missing id", key=f"{key}.id")
+        target_id = _target_id(item["id"], f"{key}.id")
+        if target_id in seen:
+            raise ConfigError(f"duplicate worker group id {target_id}", key=f"{key}.id")
+        seen.add(target_id)
+        endpoint_id = item.get("endpoint_id")
+        if endpoint_id is not None:
+            endpoint_id = _target_id(endpoint_id, f"{key}.endpoint_id")
+        name = _name(item.get("name"), f"{key}.name")
+        endpoint_name = names.get(endpoint_id, "") if endpoint_id is not None else ""
+        targets.append(Target("worker_group", target_id, name, endpoint_id, endpoint_name))
+    return tuple(targets)

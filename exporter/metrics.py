@@ -1,0 +1,246 @@
+"""Metrics: an immutable snapshot of the last polls, merged per worker and rendered once.
+
+The scheduler hands over frozen TargetState records; `build_snapshot` merges them into one row per
+worker and `render` turns that into the exposition with prometheus-client's own types. Rendering
+runs off the event loop and only when poll results change, never per scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from . import __version__
+from .config import Target
+from .parsing import REASONS, WORKER_FIELDS, Worker
+
+log = logging.getLogger(__name__)
+
+WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
+TARGET_LABELS = ("kind", "id", "name")
+CACHED = "cached from the last poll"
+
+# metric suffix -> (HELP text, API field)
+WORKER_HELP = {
+    "cur_load": "Current load the worker receives per second (cur_load)",
+    "cur_load_rolling_avg": "Rolling average of the worker's load (cur_load_rolling_avg)",
+    "cur_perf": "Current performance of the worker, e.g. tokens per second (cur_perf)",
+    "disk_usage_bytes": "Storage used by the worker's instance in bytes (disk_usage GB x 1e9)",
+    "dlperf": "DLPerf score of the worker's instance (dlperf)",
+    "loaded_timestamp_seconds": "Unix time the worker finished loading (loaded_at)",
+    "measured_perf": "Benchmarked performance of the worker; dlperf until benchmarked",
+    "perf": "Capacity of the worker: measured_perf x reliability (perf)",
+    "reliability": "Uptime of the worker's instance, 0 to 1 (reliability)",
+    "reqs_working": "Requests the worker is processing now (reqs_working)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What is known of one target after its polls; replaced, never mutated."""
+
+    target: Target
+    polled: bool = False
+    up: bool = False
+    workers: tuple[Worker, ...] = ()
+    last_success: float | None = None
+    last_attempt: float | None = None
+    last_duration: float | None = None
+    last_error: str | None = None
+    last_error_message: str = ""
+    errors: tuple[int, ...] = (0,) * len(REASONS)
+    rate_limited_streak: int = 0
+    retry_after: float | None = None
+
+    def holds_workers(self, now: float, stale_after: float) -> bool:
+        """Whether this target's workers are exported: up, or down for less than stale_after."""
+        if self.up:
+            return True
+        return self.last_success is not None and now - self.last_success <= stale_after
+
+
+@dataclass(slots=True)
+class WorkerRow:
+    """One exported worker: merged labels and the figures of its freshest report."""
+
+    worker: Worker
+    seen_at: float
+    endpoint_id: str = ""
+    endpoint_name: str = ""
+    worker_group_id: str = ""
+    from_endpoint: bool = False
+
+    def labels(self) -> tuple[str, str, str, str]:
+        return (self.endpoint_id, self.endpoint_name, self.worker_group_id, self.worker.id)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    targets: tuple[TargetState, ...]
+    workers: tuple[WorkerRow, ...]
+    held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
+    taken_at: float = 0.0
+
+
+def build_snapshot(states: Iterable[TargetState], stale_after: float, now: float) -> Snapshot:
+    """Merge every target's workers into one row per worker id.
+
+    The endpoint target decides `endpoint_id`/`endpoint_name` (a group's configured endpoint
+    is the fallback), a group target decides `worker_group_id`, and the freshest report wins
+    for the figures.
+    """
+    states = tuple(states)
+    rows: dict[str, WorkerRow] = {}
+    held: dict[str, int] = {}
+    for state in states:
+        if not state.workers or not state.holds_workers(now, stale_after):
+            held[state.target.key] = 0
+            continue
+        held[state.target.key] = len(state.workers)
+        seen_at = state.last_success or 0.0
+        for worker in state.workers:
+            row = rows.get(worker.id)
+            if row is None:
+                row = rows[worker.id] = WorkerRow(worker, seen_at)
+            elif seen_at > row.seen_at:
+                row.worker, row.seen_at = worker, seen_at
+            _label_row(row, state.target)
+    return Snapshot(states, tuple(rows.values()), held, now)
+
+
+def _label_row(row: WorkerRow, target: Target) -> None:
+    if target.kind == "endpoint":
+        row.endpoint_id, row.endpoint_name, row.from_endpoint = str(target.id), target.name, True
+        return
+    row.worker_group_id = str(target.id)
+    if not row.from_endpoint and target.endpoint_id is not None and not row.endpoint_id:
+        row.endpoint_id, row.endpoint_name = str(target.endpoint_id), target.endpoint_name
+
+
+class SnapshotCollector:
+    """A prometheus-client collector over one immutable Snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._worker_metrics()
+        yield from self._target_metrics()
+        info = GaugeMetricFamily(
+            "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+    def _worker_metrics(self) -> Iterator[Metric]:
+        rows = self._snapshot.workers
+        for _field, metric, _scale in WORKER_FIELDS:
+            family = GaugeMetricFamily(
+                f"vastai_worker_{metric}", f"{WORKER_HELP[metric]}; {CACHED}.", labels=WORKER_LABELS
+            )
+            for row in rows:
+                value = row.worker.values.get(metric)
+                if value is not None:
+                    family.add_metric(row.labels(), value)
+            yield family
+        status = GaugeMetricFamily(
+            "vastai_worker_status",
+            f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}.",
+            labels=(*WORKER_LABELS, "status"),
+        )
+        for row in rows:
+            if row.worker.status is not None:
+                status.add_metric((*row.labels(), row.worker.status), 1)
+        yield status
+
+    def _target_metrics(self) -> Iterator[Metric]:
+        def gauge(name: str, help_text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, f"{help_text}; {CACHED}.", labels=TARGET_LABELS)
+
+        up = gauge("vastai_target_up", "1 if the last poll of the target succeeded, else 0")
+        workers = gauge("vastai_target_workers", "Workers the target contributes to the export")
+        success = gauge(
+            "vastai_target_last_success_timestamp_seconds",
+            "Unix time of the target's last successful poll",
+        )
+        duration = gauge(
+            "vastai_target_poll_duration_seconds", "Duration of the target's last poll in seconds"
+        )
+        errors = CounterMetricFamily(
+            "vastai_target_poll_errors",
+            f"Failed polls of the target by reason; counted by the poller, {CACHED}.",
+            labels=("kind", "id", "reason"),
+        )
+        for state in self._snapshot.targets:
+            target = state.target
+            labels = (target.kind, str(target.id), target.name)
+            for reason, count in zip(REASONS, state.errors, strict=True):
+                errors.add_metric((target.kind, str(target.id), reason), count)
+            if not state.polled:
+                continue
+            up.add_metric(labels, 1 if state.up else 0)
+            workers.add_metric(labels, self._snapshot.held.get(target.key, 0))
+            if state.last_success is not None:
+                success.add_metric(labels, state.last_success)
+            if state.last_duration is not None:
+                duration.add_metric(labels, state.last_duration)
+        yield from (up, workers, success, duration, errors)
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """The Prometheus text exposition of a snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    return generate_latest(registry)
+
+
+class MetricsCache:
+    """Holds the last rendered exposition and re-renders it, off the loop, when polls change.
+
+    Bursts of poll results are coalesced into one render by a short debounce; a periodic
+    re-render also expires the workers of targets that have been failing for `stale_after`.
+    """
+
+    def __init__(
+        self,
+        states: Callable[[], Iterable[TargetState]],
+        stale_after: float,
+        refresh_every: float,
+        debounce: float = 0.05,
+    ) -> None:
+        self._states = states
+        self._stale_after = stale_after
+        self._refresh_every = refresh_every
+        self._debounce = debounce
+        self._changed = asyncio.Event()
+        self.snapshot = build_snapshot((), stale_after, time.time())
+        self.body = render(self.snapshot)
+
+    def mark_changed(self) -> None:
+        self._changed.set()
+
+    async def refresh(self) -> None:
+        """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
+        snapshot = build_snapshot(self._states(), self._stale_after, time.time())
+        body = await asyncio.get_running_loop().run_in_executor(None, render, snapshot)
+        self.snapshot, self.body = snapshot, body
+
+    async def run(self) -> None:
+        """Re-render after each burst of poll results, and at least every refresh_every."""
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
+                await asyncio.sleep(self._debounce)
+            except TimeoutError:
+                pass
+            self._changed.clear()
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("rendering /metrics failed; serving the previous exposition")

@@ -1,0 +1,173 @@
+"""Turning Vast worker-list responses into worker records, and naming what went wrong.
+
+The API is loose in practice: two response shapes, errors with HTTP 200, numbers sent as strings,
+nulls anywhere. Everything here is forgiving about a single field and strict about the shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Every way a poll can fail; one of these is the `reason` label of the errors counter.
+REASONS = (
+    "auth",
+    "not_found",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection",
+    "api_error",
+    "invalid_response",
+)
+
+# API field -> (metric suffix after `vastai_worker_`, scale to base units).
+WORKER_FIELDS: tuple[tuple[str, str, float], ...] = (
+    ("cur_load", "cur_load", 1.0),
+    ("cur_load_rolling_avg", "cur_load_rolling_avg", 1.0),
+    ("cur_perf", "cur_perf", 1.0),
+    ("disk_usage", "disk_usage_bytes", 1e9),
+    ("dlperf", "dlperf", 1.0),
+    ("loaded_at", "loaded_timestamp_seconds", 1.0),
+    ("measured_perf", "measured_perf", 1.0),
+    ("perf", "perf", 1.0),
+    ("reliability", "reliability", 1.0),
+    ("reqs_working", "reqs_working", 1.0),
+)
+
+MAX_MESSAGE_CHARS = 200
+
+
+class PollError(Exception):
+    """A failed poll, classified by `reason` (one of REASONS)."""
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        assert reason in REASONS, reason
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """One worker as reported by one target: its id, lower-cased status and numeric figures."""
+
+    id: str
+    status: str | None
+    values: dict[str, float]
+
+
+def parse_number(value: Any) -> float | None:
+    """A float from a JSON number or numeric string; None for null, booleans and anything else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def parse_worker_id(value: Any) -> str | None:
+    """The id as a canonical decimal string, if it is an integral number or numeric string."""
+    number = parse_number(value)
+    if number is None or not math.isfinite(number) or number != int(number) or number < 0:
+        return None
+    return str(int(number))
+
+
+def parse_worker(raw: dict[str, Any]) -> Worker | None:
+    """A Worker from one object of the list; None when it has no usable id."""
+    worker_id = parse_worker_id(raw.get("id"))
+    if worker_id is None:
+        return None
+    status = raw.get("status")
+    status = status.strip().lower() if isinstance(status, str) and status.strip() else None
+    values: dict[str, float] = {}
+    for field, metric, scale in WORKER_FIELDS:
+        number = parse_number(raw.get(field))
+        if number is not None:
+            values[metric] = number * scale
+    return Worker(worker_id, status, values)
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a body as JSON; an undecodable body is an invalid_response."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise PollError("invalid_response", f"not JSON: {snippet(body)}") from None
+
+
+def parse_workers_payload(payload: Any) -> list[Worker]:
+    """Workers from a decoded 200 response: a bare list or {"workers": [...]}.
+
+    `{"error_msg": ...}` with HTTP 200 is what Vast sends while workers load: an api_error.
+    """
+    if isinstance(payload, dict):
+        message = error_message(payload)
+        if message is not None:
+            raise PollError("api_error", message)
+        if "workers" not in payload:
+            keys = ", ".join(sorted(map(str, payload))[:5])
+            raise PollError("invalid_response", f"object without a workers list (keys: {keys})")
+        payload = payload["workers"]
+    if not isinstance(payload, list):
+        raise PollError("invalid_response", f"expected a list of workers, got {_kind(payload)}")
+    if not all(isinstance(item, dict) for item in payload):
+        raise PollError("invalid_response", "expected a list of objects")
+    workers: dict[str, Worker] = {}
+    for item in payload:
+        worker = parse_worker(item)
+        if worker is not None:
+            workers[worker.id] = worker
+    return list(workers.values())
+
+
+def error_message(payload: dict[str, Any]) -> str | None:
+    """The error text of a Vast error object (`error_msg`, or `success: false` with `msg`)."""
+    if payload.get("error_msg"):
+        return shorten(str(payload["error_msg"]))
+    if payload.get("success") is False or (payload.get("error") and "workers" not in payload):
+        text = payload.get("msg") or payload.get("error") or "request failed (success: false)"
+        return shorten(str(text))
+    return None
+
+
+def body_message(body: bytes) -> str:
+    """A short human message from an error body: its JSON error text, else the text itself."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return snippet(body)
+    if isinstance(payload, dict):
+        message = error_message(payload)
+        if message is not None:
+            return message
+    if isinstance(payload, str):
+        return shorten(payload)
+    return snippet(body)
+
+
+def snippet(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    return shorten(text) if text else "empty body"
+
+
+def shorten(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE_CHARS:
+        return text[: MAX_MESSAGE_CHARS - 3] + "..."
+    return text
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", type(None): "null"}.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__
+    )

@@ -1,0 +1,86 @@
+"""The HTTP side: /metrics from the render cache, a landing page, and health endpoints.
+
+No handler here ever calls the Vast API: a scrape only copies bytes rendered after the last poll.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from . import __version__
+from .metrics import MetricsCache, TargetState
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>vastai-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b00}}</style>
+</head><body>
+<h1>vastai-exporter</h1>
+<p>Prometheus exporter for Vast.ai Serverless, version {version}.</p>
+<p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
+<a href="/-/ready">Readiness</a></p>
+<h2>Targets</h2>
+<table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
+<th>last success</th><th>last error reason</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+class ExporterApp:
+    """Builds the aiohttp application over the metrics cache and the scheduler's readiness."""
+
+    def __init__(self, cache: MetricsCache, is_ready: Callable[[], bool]) -> None:
+        self._cache = cache
+        self._is_ready = is_ready
+
+    def build(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/", self.landing)
+        app.router.add_get("/-/healthy", self.healthy)
+        app.router.add_get("/-/ready", self.ready)
+        return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self._cache.body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def landing(self, request: web.Request) -> web.Response:
+        snapshot = self._cache.snapshot
+        held = snapshot.held
+        rows = "\n".join(_row(state, held.get(state.target.key, 0)) for state in snapshot.targets)
+        page = PAGE.format(version=html.escape(__version__), rows=rows)
+        return web.Response(text=page, content_type="text/html")
+
+    async def healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="Healthy.\n")
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self._is_ready():
+            return web.Response(text="Ready.\n")
+        return web.Response(status=503, text="Not ready: not every target has been polled yet.\n")
+
+
+def _row(state: TargetState, workers: int) -> str:
+    target = state.target
+    up = "up" if state.up else "down" if state.polled else "not yet polled"
+    success = _ago(state.last_success)
+    error = state.last_error or ""
+    cells = (target.kind, str(target.id), target.name, up, str(workers), success, error)
+    css = ' class="down"' if state.polled and not state.up else ""
+    body = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+    return f"<tr{css}>{body}</tr>"
+
+
+def _ago(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    return f"{stamp} ({time.time() - timestamp:.0f}s ago)"

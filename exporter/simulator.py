@@ -1,0 +1,774 @@
+"""A believable simulated Vast.ai serverless API, for ``--demo`` and ``vastai-exporter simulate``.
+
+Why: the exporter, its dashboards and its tests need moving, realistic data (workers joining and
+leaving, daily-like load, the real API's quirks and failures) without a Vast.ai account or network.
+
+The simulation is pure, seeded state advanced lazily from a clock in fixed one-second steps, so the
+same seed and clock give the same answers however often it is asked. The HTTP layer on top imitates
+run.vast.ai (worker lists) and console.vast.ai (account listings). It is read-only: ``/route/`` and
+``/update_workers/`` are deliberately absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+FLAKY_GROUP_ID = 1004
+USER_ID = 424242
+DAY_SECONDS = 600.0  # one simulated "day" of load, compressed so a demo shows a full cycle
+_MAX_CATCH_UP = 3600  # steps; after a longer gap the simulation resumes as if it had paused
+_FAULT_RATE = 0.25
+
+
+@dataclass(frozen=True)
+class DemoTarget:
+    """One thing ``--demo`` polls: an endpoint or a worker group."""
+
+    kind: str  # "endpoint" or "worker_group"
+    id: int
+    name: str  # endpoint name; "" for a worker group
+    endpoint_id: int | None  # for worker groups: their endpoint; None for endpoints
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure the flaky worker group answers with instead of its workers."""
+
+    status: int
+    text: str | None = None  # plain-text body
+    payload: dict[str, Any] | None = None  # JSON body
+
+
+@dataclass(frozen=True)
+class _EndpointSpec:
+    id: int
+    name: str
+    peak_load: float  # endpoint load at the top of the daily curve, in its PyWorker's units
+    perf_factor: float  # benchmarked perf per unit of DLPerf, in the same units
+    req_size: float  # load one in-flight request accounts for
+    phase: float  # radians, so endpoints do not peak together
+    created_at: float | str
+    settings: dict[str, float | int]
+
+
+@dataclass(frozen=True)
+class _GroupSpec:
+    id: int
+    endpoint_id: int
+    size: int  # workers the autoscaler keeps (not counting cold ones)
+    gpus: tuple[str, ...]
+    num_gpus: int
+    gpu_ram: int
+    disk_gb: float
+    load_secs: tuple[float, float]  # model_loading duration range
+    ready_label: str  # how this group's PyWorker reports a serving worker
+    version: int | None  # deployment_version_id; None for a group that predates versions
+    template_id: int
+    created_at: float
+    cold: int = 0  # stopped (inactive) workers kept for fast scale-up
+
+
+_ENDPOINTS: tuple[_EndpointSpec, ...] = (
+    _EndpointSpec(
+        101, "llama-70b", 8500.0, 4.0, 80.0, 0.0, 1717430467.25,
+        {"min_load": 1000, "min_cold_load": 0, "target_util": 0.9, "cold_mult": 2.5,
+         "cold_workers": 1, "max_workers": 12, "max_queue_time": 30.0,
+         "target_queue_time": 10.0, "inactivity_timeout": 600},
+    ),
+    _EndpointSpec(
+        102, "sdxl-turbo", 13.0, 0.05, 1.2, 1.9, 1719852031.5,
+        {"min_load": 2, "min_cold_load": 0, "target_util": 0.8, "cold_mult": 2.0,
+         "cold_workers": 0, "max_workers": 8, "max_queue_time": 60.0,
+         "target_queue_time": 20.0, "inactivity_timeout": 300},
+    ),
+    _EndpointSpec(
+        103, "bge-embeddings", 5200.0, 60.0, 400.0, 4.1, "2024-09-12T08:03:44Z",
+        {"min_load": 200, "min_cold_load": 0, "target_util": 0.95, "cold_mult": 1.5,
+         "cold_workers": 0, "max_workers": 4, "max_queue_time": 15.0,
+         "target_queue_time": 5.0, "inactivity_timeout": 900},
+    ),
+)  # fmt: skip
+
+_GROUPS: tuple[_GroupSpec, ...] = (
+    _GroupSpec(1001, 101, 4, ("H100 SXM",), 2, 80, 152.0, (30, 60), "running", 7, 310245,
+               1717430530.0),
+    _GroupSpec(1002, 101, 4, ("A100 SXM4",), 2, 80, 148.0, (30, 60), "ready", 7, 310246,
+               1718201122.0, cold=1),
+    _GroupSpec(1003, 102, 5, ("RTX 4090", "RTX 3090"), 1, 24, 14.5, (8, 20), "running", 3,
+               298877, 1719852090.0),
+    _GroupSpec(FLAKY_GROUP_ID, 103, 3, ("RTX 3090", "RTX 4090"), 1, 24, 4.2, (6, 14), "ready",
+               None, 301502, 1726128300.0),
+)  # fmt: skip
+
+# name -> (DLPerf per GPU range, dollars per hour per GPU range)
+_GPU_MODELS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "H100 SXM": ((210.0, 260.0), (2.0, 2.9)),
+    "A100 SXM4": ((110.0, 140.0), (0.9, 1.4)),
+    "RTX 4090": ((65.0, 90.0), (0.28, 0.55)),
+    "RTX 3090": ((35.0, 48.0), (0.14, 0.28)),
+}
+_GEOS = ("US", "Sweden, SE", "California, US", "Quebec, CA", "Norway, NO", "Germany, DE",
+         "Texas, US", "Japan, JP")  # fmt: skip
+
+_DURATIONS: dict[str, tuple[float, float]] = {
+    "creating": (4, 10),
+    "starting": (4, 10),
+    "loading": (6, 15),
+    "rebooting": (8, 20),
+    "error": (15, 40),
+    "stopping": (4, 10),
+    "destroying": (4, 10),
+}
+_STEADY = frozenset({"ready", "stopped"})
+_LEAVING = frozenset({"stopping", "destroying", "stopped"})
+_EVENTS = ("retire", "error", "reboot", "cold_swap")
+_ERRORS = (
+    "model failed to load: CUDA out of memory",
+    "pyworker: benchmark timed out",
+    "model server exited with code 137",
+)
+_ACTUAL_STATUS = {
+    "creating": "created", "starting": "loading", "loading": "loading", "rebooting": "loading",
+    "model_loading": "running", "ready": "running", "error": "running",
+    "stopping": "exited", "destroying": "exited", "stopped": "exited",
+}  # fmt: skip
+_QUIRKS = ("", "", "", "", "", "", "str_reliability", "str_cur_load", "null_cur_perf")
+
+
+@dataclass
+class _Worker:
+    """Internal state of one simulated worker (a Vast instance)."""
+
+    id: int
+    group: _GroupSpec
+    gpu_name: str
+    dlperf: float
+    reliability: float
+    dph_total: float
+    machine_id: int
+    geolocation: str
+    started_at: float
+    state: str
+    state_left: float
+    upper: bool  # reports status in upper case, as some PyWorker versions do
+    quirk: str  # one of _QUIRKS: a numeric field sent as string, or a null field
+    omit_loaded_at: bool  # leaves loaded_at out (rather than 0) until loaded
+    measured_perf: float | None = None  # None until benchmarked on first load
+    loaded_at: float = 0.0
+    after_error: str = "rebooting"
+    disk: float = 0.0
+    cur_load: float = 0.0
+    rolling: float = 0.0
+    cur_perf: float = 0.0
+    new_load: float = 0.0
+    reqs: int = 0
+    loop_lag: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def perf(self) -> float:
+        return self.reported_measured_perf * self.reliability
+
+    @property
+    def reported_measured_perf(self) -> float:
+        """measured_perf equals dlperf until the worker has been benchmarked."""
+        return self.dlperf if self.measured_perf is None else self.measured_perf
+
+
+def _api_key_for(seed: int, kind: str, ident: int) -> str:
+    """A fake, deterministic secret: listings carry one, and the exporter must never leak it."""
+    digest = hashlib.sha256(f"{seed}:{kind}:{ident}".encode()).hexdigest()
+    return f"simkey-{digest[:48]}"
+
+
+class Simulation:
+    """Seeded, clock-driven state of a small Vast.ai serverless account."""
+
+    def __init__(
+        self, seed: int = 1, clock: Callable[[], float] = time.time, flaky: bool = True
+    ) -> None:
+        self.seed = seed
+        self.flaky = flaky
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._fault_rng = random.Random(seed * 7919 + 17)  # requests never perturb the state
+        self._faults = 0
+        self._workers: list[_Worker] = []
+        self._noise = {e.id: 0.0 for e in _ENDPOINTS}
+        self._next_id = self._rng.randint(18_000_000, 19_000_000)
+        self._event_in = self._rng.uniform(4, 8)
+        self._event_n = 0
+        self._t0 = float(clock())
+        self._populate(self._t0)
+        self._step(self._t0)
+        self._seed_rolling()
+        self._next_step = self._t0 + 1.0
+
+    # ----- public queries -------------------------------------------------------------------
+
+    def endpoint_workers(self, endpoint_id: int) -> list[dict[str, Any]] | None:
+        """Workers of an endpoint as /get_endpoint_workers/ reports them; None if unknown."""
+        if not any(e.id == endpoint_id for e in _ENDPOINTS):
+            return None
+        self._sync()
+        members = [w for w in self._workers if w.group.endpoint_id == endpoint_id]
+        return [self._payload(w, group_level=False) for w in members]
+
+    def group_workers(self, group_id: int) -> list[dict[str, Any]] | None:
+        """Workers of a worker group as /get_autogroup_workers/ reports them; None if unknown."""
+        if not any(g.id == group_id for g in _GROUPS):
+            return None
+        self._sync()
+        members = [w for w in self._workers if w.group.id == group_id]
+        return [self._payload(w, group_level=True) for w in members]
+
+    def group_fault(self, group_id: int) -> Fault | None:
+        """Roll whether this request to a worker group fails; only the flaky group ever does."""
+        if not self.flaky or group_id != FLAKY_GROUP_ID:
+            return None
+        if self._fault_rng.random() >= _FAULT_RATE:
+            return None
+        self._faults += 1
+        form = self._faults % 3
+        if form == 0:
+            return Fault(500, text="500 Internal Server Error\n\nServer got itself in trouble")
+        if form == 1:
+            return Fault(429, text="API requests too frequent, please slow down")
+        return Fault(200, payload={"error_msg": "workers are still loading, try again later"})
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Endpoint records as GET /api/v0/endptjobs/ lists them."""
+        return [
+            {
+                "id": e.id,
+                "endpoint_name": e.name,
+                "endpoint_state": "active",
+                **e.settings,
+                "created_at": e.created_at,
+                "user_id": USER_ID,
+                "api_key": _api_key_for(self.seed, "endpoint", e.id),
+            }
+            for e in _ENDPOINTS
+        ]
+
+    def worker_groups(self) -> list[dict[str, Any]]:
+        """Worker-group records as GET /api/v0/workergroups/ lists them."""
+        names = {e.id: e.name for e in _ENDPOINTS}
+        return [
+            {
+                "id": g.id,
+                "endpoint_id": g.endpoint_id,
+                "endpoint_name": names[g.endpoint_id],
+                "template_hash": hashlib.md5(f"template:{g.template_id}".encode()).hexdigest(),
+                "template_id": g.template_id,
+                "gpu_ram": g.gpu_ram,
+                "test_workers": 3,
+                "created_at": g.created_at,
+                "api_key": _api_key_for(self.seed, "workergroup", g.id),
+            }
+            for g in _GROUPS
+        ]
+
+    def instances(self) -> list[dict[str, Any]]:
+        """One instance record per current worker, as GET /api/v0/instances/ lists them."""
+        self._sync()
+        return [
+            {
+                "id": w.id,
+                "gpu_name": w.gpu_name,
+                "num_gpus": w.group.num_gpus,
+                "dph_total": w.dph_total,
+                "machine_id": w.machine_id,
+                "geolocation": w.geolocation,
+                "actual_status": _ACTUAL_STATUS[w.state],
+            }
+            for w in self._workers
+        ]
+
+    # ----- time -----------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Advance in whole one-second steps up to the clock, so results ignore poll rate."""
+        now = float(self._clock())
+        if now - self._next_step > _MAX_CATCH_UP:
+            self._next_step += math.floor(now - self._next_step) - _MAX_CATCH_UP
+        while self._next_step <= now:
+            self._step(self._next_step)
+            self._next_step += 1.0
+
+    def _step(self, t: float) -> None:
+        self._advance_lifecycle(t)
+        self._direct(t)
+        self._replenish(t)
+        for spec in _ENDPOINTS:
+            self._apply_load(spec, t)
+        for w in self._workers:
+            self._update_telemetry(w)
+
+    # ----- lifecycle ------------------------------------------------------------------------
+
+    def _populate(self, t: float) -> None:
+        """Start mid-day: mostly serving workers, a couple still loading, the cold ones stopped."""
+        for g in _GROUPS:
+            for i in range(g.size):
+                low = g.id == FLAKY_GROUP_ID and i == 0
+                w = self._new_worker(g, t - self._rng.uniform(900, 30000), low_reliability=low)
+                if i == g.size - 1 and g.id in (1001, 1003):
+                    self._enter(w, "model_loading" if g.id == 1001 else "loading")
+                    w.started_at = round(t - self._rng.uniform(20, 60), 3)
+                    w.disk = g.disk_gb * 0.4
+                else:
+                    self._make_loaded(w, w.started_at + self._rng.uniform(60, 400))
+                self._workers.append(w)
+            for _ in range(g.cold):
+                w = self._new_worker(g, t - self._rng.uniform(900, 30000))
+                self._make_loaded(w, w.started_at + self._rng.uniform(60, 400))
+                self._enter(w, "stopped")
+                self._workers.append(w)
+
+    def _new_worker(self, g: _GroupSpec, t: float, low_reliability: bool = False) -> _Worker:
+        rng = self._rng
+        gpu = rng.choice(g.gpus)
+        (perf_lo, perf_hi), (dph_lo, dph_hi) = _GPU_MODELS[gpu]
+        scale = g.num_gpus * (0.92 if g.num_gpus > 1 else 1.0)
+        low = low_reliability or rng.random() < 0.06
+        self._next_id += rng.randint(1, 4000)
+        return _Worker(
+            id=self._next_id,
+            group=g,
+            gpu_name=gpu,
+            dlperf=rng.uniform(perf_lo, perf_hi) * scale,
+            reliability=round(rng.uniform(0.72, 0.88) if low else rng.uniform(0.9, 0.999), 4),
+            dph_total=round(rng.uniform(dph_lo, dph_hi) * g.num_gpus + rng.uniform(0, 0.05), 4),
+            machine_id=rng.randint(10_000, 49_999),
+            geolocation=rng.choice(_GEOS),
+            started_at=round(t + rng.random(), 3),
+            state="creating",
+            state_left=self._duration("creating", g),
+            upper=rng.random() < 0.3,
+            quirk=rng.choice(_QUIRKS),
+            omit_loaded_at=rng.random() < 0.5,
+            disk=rng.uniform(0.1, 0.5),
+        )
+
+    def _make_loaded(self, w: _Worker, loaded_at: float) -> None:
+        """Put a worker straight into service, as if it had loaded and been benchmarked."""
+        self._enter(w, "ready")
+        spec = self._endpoint(w.group.endpoint_id)
+        w.measured_perf = w.dlperf * spec.perf_factor * self._rng.uniform(0.85, 1.1)
+        w.loaded_at = round(loaded_at, 3)
+        w.disk = w.group.disk_gb * self._rng.uniform(1.0, 1.02)
+        w.loop_lag = 0.005
+
+    def _duration(self, state: str, g: _GroupSpec) -> float:
+        if state in _STEADY:
+            return math.inf
+        lo, hi = g.load_secs if state == "model_loading" else _DURATIONS[state]
+        return float(round(self._rng.uniform(lo, hi)))
+
+    def _enter(self, w: _Worker, state: str) -> None:
+        w.state = state
+        w.state_left = self._duration(state, w.group)
+        if state != "ready":
+            w.loop_lag = None
+
+    def _advance_lifecycle(self, t: float) -> None:
+        for w in list(self._workers):
+            w.state_left -= 1.0
+            if w.state_left > 0:
+                continue
+            if w.state == "destroying":
+                self._workers.remove(w)
+            else:
+                self._transition(w, t)
+
+    def _transition(self, w: _Worker, t: float) -> None:
+        loaded_before = w.measured_perf is not None
+        nxt = {
+            "creating": "starting",
+            "starting": "model_loading" if loaded_before else "loading",
+            "loading": "model_loading",
+            "model_loading": "ready",
+            "rebooting": "starting",
+            "error": w.after_error,
+            "stopping": "destroying",
+        }[w.state]
+        if w.state == "error":
+            w.warnings = []
+        if nxt == "ready":
+            self._finish_loading(w, t)
+        else:
+            self._enter(w, nxt)
+
+    def _finish_loading(self, w: _Worker, t: float) -> None:
+        self._enter(w, "ready")
+        w.loaded_at = round(t + self._rng.random(), 3)
+        w.loop_lag = 0.005
+        if w.measured_perf is None:
+            spec = self._endpoint(w.group.endpoint_id)
+            w.measured_perf = w.dlperf * spec.perf_factor * self._rng.uniform(0.85, 1.1)
+
+    def _direct(self, t: float) -> None:
+        """Fire the next scripted disturbance every few seconds, cycling through kinds."""
+        self._event_in -= 1.0
+        if self._event_in > 0:
+            return
+        self._event_in = self._rng.uniform(8, 15)
+        kind = _EVENTS[self._event_n % len(_EVENTS)]
+        self._event_n += 1
+        if kind == "cold_swap" and self._cold_swap():
+            return
+        victim = self._pick_ready()
+        if victim is None:
+            return
+        if kind == "error":
+            self._enter(victim, "error")
+            victim.after_error = self._rng.choice(("rebooting", "stopping"))
+            victim.warnings = [self._rng.choice(_ERRORS)]
+        elif kind == "reboot":
+            self._enter(victim, "rebooting")
+        else:
+            self._enter(victim, "stopping")
+
+    def _pick_ready(self, group_id: int | None = None) -> _Worker | None:
+        """A serving worker whose group keeps at least one other serving worker."""
+        ready: dict[int, list[_Worker]] = {}
+        for w in self._workers:
+            if w.state == "ready" and group_id in (None, w.group.id):
+                ready.setdefault(w.group.id, []).append(w)
+        pool = [w for members in ready.values() if len(members) >= 2 for w in members]
+        return self._rng.choice(pool) if pool else None
+
+    def _cold_swap(self) -> bool:
+        """Wake a cold (stopped) worker and put a serving one of its group to sleep."""
+        for cold in self._workers:
+            if cold.state != "stopped":
+                continue
+            active = self._pick_ready(cold.group.id)
+            if active is None:
+                continue
+            self._enter(active, "stopped")
+            self._enter(cold, "starting")
+            return True
+        return False
+
+    def _replenish(self, t: float) -> None:
+        """Like the autoscaler, replace workers that are leaving with brand-new instances."""
+        for g in _GROUPS:
+            staying = sum(
+                1 for w in self._workers if w.group.id == g.id and w.state not in _LEAVING
+            )
+            for _ in range(g.size - staying):
+                self._workers.append(self._new_worker(g, t))
+
+    # ----- load and telemetry ---------------------------------------------------------------
+
+    def _endpoint(self, endpoint_id: int) -> _EndpointSpec:
+        return next(e for e in _ENDPOINTS if e.id == endpoint_id)
+
+    def _endpoint_load(self, spec: _EndpointSpec, t: float) -> float:
+        """Daily-like curve (sinusoid plus second harmonic) with smoothed noise."""
+        x = 2 * math.pi * (t - self._t0) / DAY_SECONDS + spec.phase
+        noise = 0.85 * self._noise[spec.id] + self._rng.gauss(0, 0.03)
+        self._noise[spec.id] = noise
+        shape = 0.55 + 0.3 * math.sin(x) + 0.12 * math.sin(2 * x + 0.7) + noise
+        return spec.peak_load * max(0.05, shape)
+
+    def _apply_load(self, spec: _EndpointSpec, t: float) -> None:
+        """Split the endpoint's load across its serving workers in proportion to their perf."""
+        load = self._endpoint_load(spec, t)
+        members = [w for w in self._workers if w.group.endpoint_id == spec.id]
+        serving = [w for w in members if w.state == "ready"]
+        total = sum(w.perf for w in serving) or 1.0
+        for w in members:
+            if w.state != "ready":
+                w.cur_load = w.cur_perf = w.new_load = 0.0
+                w.reqs = 0
+                continue
+            w.cur_load = load * w.perf / total * self._rng.uniform(0.9, 1.1)
+            w.cur_perf = min(w.cur_load, w.perf) * self._rng.uniform(0.93, 1.0)
+            w.new_load = w.cur_load * self._rng.uniform(0.1, 0.4)
+            w.reqs = max(0, round(w.cur_load / spec.req_size + self._rng.gauss(0, 0.7)))
+
+    def _update_telemetry(self, w: _Worker) -> None:
+        w.rolling += 0.1 * (w.cur_load - w.rolling)
+        w.disk = min(w.group.disk_gb * 1.02, w.disk + self._disk_growth(w))
+        if w.state != "ready":
+            return
+        if self._rng.random() < 0.015:
+            w.loop_lag = self._rng.uniform(0.3, 1.2)
+            w.warnings = [f"event loop lag {w.loop_lag:.2f}s"]
+        else:
+            w.loop_lag = abs(self._rng.gauss(0.006, 0.004))
+            w.warnings = []
+
+    def _disk_growth(self, w: _Worker) -> float:
+        """Disk fills while the image and model download, then creeps up with logs."""
+        full = w.group.disk_gb
+        return {
+            "creating": 0.2,
+            "starting": 0.02 * full,
+            "loading": 0.05 * full,
+            "model_loading": 0.04 * full,
+            "ready": 0.0005,
+        }.get(w.state, 0.0)
+
+    def _seed_rolling(self) -> None:
+        for w in self._workers:
+            w.rolling = w.cur_load
+
+    # ----- payloads -------------------------------------------------------------------------
+
+    def _payload(self, w: _Worker, group_level: bool) -> dict[str, Any]:
+        """One worker object, with the real API's quirks (case, strings, nulls, omissions)."""
+        status = w.group.ready_label if w.state == "ready" else w.state
+        d: dict[str, Any] = {
+            "cur_load": round(w.cur_load, 3),
+            "cur_load_rolling_avg": round(w.rolling, 3),
+            "cur_perf": round(w.cur_perf, 3) if w.state == "ready" else None,
+            "disk_usage": round(w.disk, 2),
+            "dlperf": w.dlperf,
+            "id": w.id,
+            "loaded_at": w.loaded_at,
+            "measured_perf": w.reported_measured_perf,
+            "perf": w.perf,
+            "reliability": w.reliability,
+            "reqs_working": w.reqs,
+            "status": status.upper() if w.upper else status.lower(),
+            "new_load": round(w.new_load, 3),
+            "started_at": w.started_at,
+            "deployment_version_id": w.group.version,
+            "loop_lag_max": None if w.loop_lag is None else round(w.loop_lag, 4),
+            "warnings": list(w.warnings),
+        }
+        if not w.loaded_at and w.omit_loaded_at:
+            del d["loaded_at"]
+        if group_level and w.measured_perf is None:
+            del d["measured_perf"], d["perf"]
+        return self._apply_quirk(w, d)
+
+    @staticmethod
+    def _apply_quirk(w: _Worker, d: dict[str, Any]) -> dict[str, Any]:
+        if w.quirk == "str_reliability":
+            d["reliability"] = str(d["reliability"])
+        elif w.quirk == "str_cur_load":
+            d["cur_load"] = str(d["cur_load"])
+        elif w.quirk == "null_cur_perf":
+            d["cur_perf"] = None
+        return d
+
+
+def demo_targets() -> list[DemoTarget]:
+    """What ``--demo`` polls: every simulated endpoint and every worker group."""
+    endpoints = [DemoTarget("endpoint", e.id, e.name, None) for e in _ENDPOINTS]
+    groups = [DemoTarget("worker_group", g.id, "", g.endpoint_id) for g in _GROUPS]
+    return endpoints + groups
+
+
+# ----- HTTP layer ---------------------------------------------------------------------------
+
+_SIM_KEY = web.AppKey("simulation", Simulation)
+_API_KEY = web.AppKey("api_key", object)  # str | None
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+def _error(msg: str) -> web.Response:
+    return web.json_response({"error_msg": msg}, status=400)
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def _authorized(request: web.Request, key: str) -> bool:
+    expected = request.app[_API_KEY]
+    return bool(key) and (expected is None or key == expected)
+
+
+def _unauthorized() -> web.Response:
+    return _text(401, "401 Unauthorized: missing or invalid API key")
+
+
+async def _read_id(request: web.Request) -> int | web.Response:
+    """Authenticate a worker-list call and return the requested id, or the error response."""
+    try:
+        body: Any = json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+        valid = False
+    else:
+        valid = isinstance(body, dict)
+    body_key = body.get("api_key") if isinstance(body, dict) else None
+    key = _bearer(request) or (body_key if isinstance(body_key, str) else "")
+    if not _authorized(request, key.strip()):
+        return _unauthorized()
+    if not valid:
+        return _error('request body must be a JSON object like {"id": 123}')
+    ident = body.get("id")
+    if not isinstance(ident, int) or isinstance(ident, bool):
+        return _error("missing or invalid 'id': expected an integer")
+    return ident
+
+
+async def _endpoint_workers(request: web.Request) -> web.Response:
+    ident = await _read_id(request)
+    if isinstance(ident, web.Response):
+        return ident
+    workers = request.app[_SIM_KEY].endpoint_workers(ident)
+    if workers is None:
+        msg = f"authenticate_endpoint_apikey: invalid api_key or endpoint {ident} not found"
+        return _text(400, msg)
+    return web.json_response(workers)
+
+
+async def _group_workers(request: web.Request) -> web.Response:
+    ident = await _read_id(request)
+    if isinstance(ident, web.Response):
+        return ident
+    sim = request.app[_SIM_KEY]
+    workers = sim.group_workers(ident)
+    if workers is None:
+        msg = f"authenticate_autogroup_apikey: invalid api_key or autogroup {ident} not found"
+        return _text(400, msg)
+    fault = sim.group_fault(ident)
+    if fault is None:
+        return web.json_response({"workers": workers})
+    if fault.payload is not None:
+        return web.json_response(fault.payload, status=fault.status)
+    return _text(fault.status, fault.text or "")
+
+
+def _listing(results: Callable[[Simulation], list[dict[str, Any]]], envelope: bool) -> Any:
+    """A GET handler for a console listing; bearer key required, as on console.vast.ai."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if not _authorized(request, _bearer(request)):
+            return _unauthorized()
+        items = results(request.app[_SIM_KEY])
+        if envelope:
+            return web.json_response({"success": True, "results": items})
+        return web.json_response({"instances": items})
+
+    return handler
+
+
+def create_app(sim: Simulation, api_key: str | None = None) -> web.Application:
+    """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted."""
+    app = web.Application()
+    app[_SIM_KEY] = sim
+    app[_API_KEY] = api_key
+    app.router.add_post("/get_endpoint_workers/", _endpoint_workers)
+    app.router.add_post("/get_autogroup_workers/", _group_workers)
+    app.router.add_post("/get_workergroup_workers/", _group_workers)
+    groups = _listing(Simulation.worker_groups, envelope=True)
+    app.router.add_get("/api/v0/endptjobs/", _listing(Simulation.endpoints, envelope=True))
+    app.router.add_get("/api/v0/workergroups/", groups)
+    app.router.add_get("/api/v0/autojobs/", groups)
+    app.router.add_get("/api/v0/instances/", _listing(Simulation.instances, envelope=False))
+    return app
+
+
+async def start_simulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sim: Simulation | None = None,
+    api_key: str | None = None,
+) -> tuple[web.AppRunner, str]:
+    """Start on host:port; return (runner, base URL such as 'http://127.0.0.1:41234').
+
+    The URL carries the real bound port, so port 0 (pick a free one) is safe for --demo and tests.
+    """
+    runner = web.AppRunner(create_app(sim or Simulation(), api_key), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return runner, f"http://{shown}:{bound_port}"
+
+
+# ----- command line -------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print usage and exit
+        raise _UsageError(message)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="vastai-exporter simulate", description="Serve a simulated Vast.ai API.")
+    parser.add_argument("--listen", type=_parse_listen, default=("127.0.0.1", 8080),
+                        help="HOST:PORT to serve on (default 127.0.0.1:8080)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any)")
+    parser.add_argument("--no-flaky", action="store_true", help="disable the flaky worker group")
+    return parser
+
+
+async def _serve(host: str, port: int, sim: Simulation, api_key: str | None) -> None:
+    runner, url = await start_simulator(host, port, sim=sim, api_key=api_key)
+    log.info("simulated Vast.ai API listening on %s", url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_simulator(argv: list[str]) -> int:
+    """Entry for `vastai-exporter simulate --listen HOST:PORT [--seed N] [--api-key KEY]`."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"vastai-exporter simulate: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host, port = args.listen
+    sim = Simulation(seed=args.seed, flaky=not args.no_flaky)
+    try:
+        asyncio.run(_serve(host, port, sim, args.api_key))
+    except OSError as exc:
+        print(f"vastai-exporter simulate: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

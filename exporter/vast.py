@@ -1,0 +1,148 @@
+"""The Vast API client: one POST per poll, every failure turned into a classified PollError.
+
+The key travels only in the Authorization header. Error texts are built here from status codes
+and bodies, and the key is scrubbed from them, so nothing upstream can echo it into our logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import aiohttp
+
+from . import __version__
+from .config import Target
+from .parsing import PollError, Worker, body_message, decode_json, parse_workers_payload
+
+ENDPOINT_PATH = "/get_endpoint_workers/"
+# The seed documents the first; newer docs show the second. Try in order, remember what works.
+WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+REDACTED = "<redacted>"
+
+
+def create_session(concurrency: int) -> aiohttp.ClientSession:
+    """The one long-lived session; its connection pool is bounded by the polling concurrency."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": f"vastai-exporter/{__version__}"},
+        trust_env=True,
+    )
+
+
+class VastClient:
+    """Fetches the worker list of one target from the worker-list host (`vast.api_url`)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        api_key: str,
+        timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._session = session
+        self._api_url = api_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_response_bytes = max_response_bytes
+        self._group_path: str | None = None
+
+    async def fetch_workers(self, target: Target) -> list[Worker]:
+        """The target's workers; raises PollError with a key-free message on any failure."""
+        try:
+            if target.kind == "endpoint":
+                return await self._fetch(ENDPOINT_PATH, target.id)
+            return await self._fetch_worker_group(target.id)
+        except PollError as exc:
+            if self._api_key in exc.message:
+                raise PollError(
+                    exc.reason, exc.message.replace(self._api_key, REDACTED), exc.retry_after
+                ) from None
+            raise
+
+    async def _fetch_worker_group(self, group_id: int) -> list[Worker]:
+        paths = (self._group_path,) if self._group_path else WORKER_GROUP_PATHS
+        for index, path in enumerate(paths):
+            try:
+                workers = await self._fetch(path, group_id)
+            except PollError as exc:
+                if exc.reason == "not_found" and index + 1 < len(paths):
+                    continue
+                raise
+            self._group_path = path
+            return workers
+        raise AssertionError("unreachable: the last path either returns or raises")
+
+    async def _fetch(self, path: str, target_id: int) -> list[Worker]:
+        status, headers, body = await self._post(path, {"id": target_id})
+        if 200 <= status < 300:
+            return parse_workers_payload(decode_json(body))
+        raise _status_error(status, headers, body)
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any, bytes]:
+        url = self._api_url + path
+        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        try:
+            async with self._session.post(
+                url,
+                json=payload,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await self._read_capped(response)
+                return response.status, response.headers, body
+        except TimeoutError:
+            raise PollError("timeout", f"no answer within {self._timeout.total:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise PollError("connection", f"{type(exc).__name__}: {exc}") from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """Read the body, refusing (without buffering) anything past max_response_bytes."""
+        limit = self._max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise PollError("invalid_response", f"body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PollError("invalid_response", f"body larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _status_error(status: int, headers: Any, body: bytes) -> PollError:
+    """Classify a non-2xx answer."""
+    message = f"HTTP {status}: {body_message(body)}"
+    if status in (401, 403):
+        return PollError("auth", message)
+    if status == 404:
+        return PollError("not_found", message)
+    if status == 429:
+        return PollError("rate_limited", message, parse_retry_after(headers.get("Retry-After")))
+    if status >= 500:
+        return PollError("server_error", message)
+    if 400 <= status < 500:
+        return PollError("api_error", message)
+    return PollError("invalid_response", f"unexpected HTTP {status}")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,0 +1,173 @@
+"""A fake Vast worker-list API for the tests: a real aiohttp server on 127.0.0.1.
+
+Each target answers with a programmable Behaviour: workers in either shape the real API uses, or
+one of the failure forms seen in practice (401, 404, 429 with or without Retry-After, 5xx,
+`error_msg` with 200, plain-text 400, HTML, truncated JSON, a hang, a dropped connection).
+Every request is recorded so tests can check where the key travelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ENDPOINT_PATH = "/get_endpoint_workers/"
+AUTOGROUP_PATH = "/get_autogroup_workers/"
+WORKERGROUP_PATH = "/get_workergroup_workers/"
+
+
+@dataclass
+class Behaviour:
+    """One answer: workers (`shape` "list" or "object") or a raw status/body, maybe delayed."""
+
+    workers: list[dict[str, Any]] | None = None
+    shape: str = "list"
+    status: int = 200
+    body: bytes | str | dict[str, Any] | list[Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    hang_up: bool = False
+
+
+def workers(*items: dict[str, Any], shape: str = "list") -> Behaviour:
+    return Behaviour(workers=list(items), shape=shape)
+
+
+def failure(
+    status: int, body: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
+) -> Behaviour:
+    return Behaviour(status=status, body=body, headers=headers or {}, **kwargs)
+
+
+# Every failure form the real API has been seen to produce, and the reason each must get.
+FAILURES: dict[str, tuple[Behaviour, str]] = {
+    "401": (failure(401, "Unauthorized"), "auth"),
+    "403": (failure(403, {"success": False, "error": "forbidden", "msg": "no scope"}), "auth"),
+    "404": (failure(404, "Not Found"), "not_found"),
+    "429": (failure(429, "API requests too frequent endpoint threshold=3.0"), "rate_limited"),
+    "500": (failure(500, "Internal Server Error"), "server_error"),
+    "502-html": (failure(502, "<html><body>Bad Gateway</body></html>"), "server_error"),
+    "error_msg-200": (failure(200, {"error_msg": "workers are loading"}), "api_error"),
+    "400-json": (failure(400, {"error_msg": "bad id"}), "api_error"),
+    "400-text": (
+        failure(400, "authenticate_endpoint_apikey: invalid api_key or endpoint x not found"),
+        "api_error",
+    ),
+    "html-200": (failure(200, "<!DOCTYPE html><html>maintenance</html>"), "invalid_response"),
+    "truncated-json": (failure(200, b'[{"id": 1, "cur_load": 0.'), "invalid_response"),
+    "wrong-type": (failure(200, {"workers": "none"}), "invalid_response"),
+    "list-of-numbers": (failure(200, [1, 2, 3]), "invalid_response"),
+    "string-json": (failure(200, b'"just a string"'), "invalid_response"),
+    "hang-up": (Behaviour(hang_up=True), "connection"),
+}
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class FakeVast:
+    """The fake API. Targets default to HTTP 400 plain text, like an unknown endpoint on Vast."""
+
+    def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
+        self.api_key = api_key
+        self.group_paths = group_paths
+        self.behaviours: dict[tuple[str, int], Behaviour] = {}
+        self.requests: list[Request] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def set(self, kind: str, target_id: int, behaviour: Behaviour) -> None:
+        self.behaviours[(kind, target_id)] = behaviour
+
+    def requests_for(self, path: str, target_id: int | None = None) -> list[Request]:
+        return [
+            r
+            for r in self.requests
+            if r.path == path and (target_id is None or json.loads(r.body).get("id") == target_id)
+        ]
+
+    async def start(self) -> FakeVast:
+        app = web.Application()
+        app.router.add_post(ENDPOINT_PATH, self._handle)
+        app.router.add_post(AUTOGROUP_PATH, self._handle)
+        app.router.add_post(WORKERGROUP_PATH, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(Request(request.path, dict(request.headers), body))
+        if request.path not in (ENDPOINT_PATH, *self.group_paths):
+            return web.Response(status=404, text="404: Not Found")
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.Response(status=401, text="Unauthorized: invalid api_key")
+        try:
+            target_id = int(json.loads(body)["id"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error_msg": "missing id"}, status=400)
+        kind = "endpoint" if request.path == ENDPOINT_PATH else "worker_group"
+        behaviour = self.behaviours.get((kind, target_id))
+        if behaviour is None:
+            return web.Response(status=400, text=f"endpoint {target_id} not found")
+        return await self._answer(request, behaviour)
+
+    async def _answer(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        if behaviour.hang_up:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if behaviour.workers is not None:
+            payload: Any = behaviour.workers
+            if behaviour.shape == "object":
+                payload = {"workers": behaviour.workers}
+            return web.json_response(payload, status=behaviour.status)
+        body = behaviour.body
+        if isinstance(body, dict | list):
+            return web.json_response(body, status=behaviour.status, headers=behaviour.headers)
+        if isinstance(body, str):
+            body = body.encode()
+        return web.Response(
+            status=behaviour.status,
+            body=body or b"",
+            headers=behaviour.headers,
+            content_type="text/plain" if not (body or b"").startswith(b"<") else "text/html",
+        )
+
+
+def worker(worker_id: Any, **fields: Any) -> dict[str, Any]:
+    """A worker object like the seed's example, with overrides."""
+    base: dict[str, Any] = {
+        "cur_load": 150,
+        "cur_load_rolling_avg": 50,
+        "cur_perf": 80,
+        "disk_usage": 30,
+        "dlperf": 105.87206734930771,
+        "id": worker_id,
+        "loaded_at": 1724275993.997,
+        "measured_perf": 105.87206734930771,
+        "perf": 100.5784639818423245,
+        "reliability": 0.95,
+        "reqs_working": 2,
+        "status": "running",
+    }
+    base.update(fields)
+    return base

@@ -1,0 +1,145 @@
+"""The Vast client against the fake API over real loopback HTTP."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import pytest
+
+from exporter.config import Target
+from exporter.parsing import PollError
+from exporter.vast import VastClient, create_session, parse_retry_after
+
+from .conftest import API_KEY
+from .fakevast import (
+    AUTOGROUP_PATH,
+    ENDPOINT_PATH,
+    FAILURES,
+    WORKERGROUP_PATH,
+    FakeVast,
+    failure,
+    worker,
+    workers,
+)
+
+ENDPOINT = Target("endpoint", 10, "ep", 10, "ep")
+GROUP = Target("worker_group", 20)
+
+
+async def fetch(fake: FakeVast, target: Target, timeout: float = 2.0, **kwargs: int) -> list:
+    async with create_session(4) as session:
+        client = VastClient(session, fake.url, API_KEY, timeout=timeout, **kwargs)
+        return await client.fetch_workers(target)
+
+
+async def test_endpoint_workers_with_the_key_only_in_the_header(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1), worker(2)))
+    result = await fetch(fake_vast, ENDPOINT)
+    assert [w.id for w in result] == ["1", "2"]
+    [request] = fake_vast.requests_for(ENDPOINT_PATH)
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert json.loads(request.body) == {"id": 10}
+    assert API_KEY not in request.body.decode()
+    assert API_KEY not in request.path
+
+
+async def test_worker_group_object_shape(fake_vast: FakeVast) -> None:
+    fake_vast.set("worker_group", 20, workers(worker(5), shape="object"))
+    assert [w.id for w in await fetch(fake_vast, GROUP)] == ["5"]
+    assert len(fake_vast.requests_for(AUTOGROUP_PATH, 20)) == 1
+
+
+async def test_worker_group_falls_back_on_404_and_remembers_the_path() -> None:
+    fake = await FakeVast(API_KEY, group_paths=(WORKERGROUP_PATH,)).start()
+    try:
+        fake.set("worker_group", 20, workers(worker(5)))
+        fake.set("worker_group", 21, workers(worker(6)))
+        async with create_session(4) as session:
+            client = VastClient(session, fake.url, API_KEY, timeout=2.0)
+            assert [w.id for w in await client.fetch_workers(GROUP)] == ["5"]
+            assert [w.id for w in await client.fetch_workers(Target("worker_group", 21))] == ["6"]
+            await client.fetch_workers(GROUP)
+        assert len(fake.requests_for(AUTOGROUP_PATH)) == 1  # tried once, then never again
+        assert len(fake.requests_for(WORKERGROUP_PATH)) == 3
+    finally:
+        await fake.close()
+
+
+async def test_worker_group_missing_on_both_paths_is_not_found() -> None:
+    fake = await FakeVast(API_KEY, group_paths=()).start()
+    try:
+        with pytest.raises(PollError) as caught:
+            await fetch(fake, GROUP)
+        assert caught.value.reason == "not_found"
+        assert len(fake.requests) == 2
+    finally:
+        await fake.close()
+
+
+@pytest.mark.parametrize("form", sorted(FAILURES))
+async def test_every_failure_form_has_its_reason(fake_vast: FakeVast, form: str) -> None:
+    behaviour, reason = FAILURES[form]
+    fake_vast.set("endpoint", 10, behaviour)
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT)
+    assert caught.value.reason == reason
+    assert caught.value.message
+
+
+async def test_wrong_key_is_auth(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    async with create_session(4) as session:
+        client = VastClient(session, fake_vast.url, "wrong-key", timeout=2.0)
+        with pytest.raises(PollError) as caught:
+            await client.fetch_workers(ENDPOINT)
+    assert caught.value.reason == "auth"
+
+
+async def test_timeout(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, failure(200, [], delay=2.0))
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT, timeout=0.2)
+    assert caught.value.reason == "timeout"
+
+
+async def test_connection_refused() -> None:
+    fake = await FakeVast(API_KEY).start()
+    url = fake.url
+    await fake.close()
+    async with create_session(4) as session:
+        client = VastClient(session, url, API_KEY, timeout=2.0)
+        with pytest.raises(PollError) as caught:
+            await client.fetch_workers(ENDPOINT)
+    assert caught.value.reason == "connection"
+
+
+async def test_retry_after_is_read_from_429(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, failure(429, "slow down", {"Retry-After": "7"}))
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT)
+    assert (caught.value.reason, caught.value.retry_after) == ("rate_limited", 7.0)
+
+
+def test_parse_retry_after_forms() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+
+
+async def test_an_echoed_key_is_redacted_from_the_message(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, failure(400, f"invalid api_key {API_KEY} for endpoint"))
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT)
+    assert API_KEY not in caught.value.message and API_KEY not in str(caught.value)
+    assert "<redacted>" in caught.value.message
+
+
+async def test_oversized_body_is_refused(fake_vast: FakeVast) -> None:
+    fake_vast.set("endpoint", 10, workers(*[worker(i) for i in range(200)]))
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT, max_response_bytes=10_000)
+    assert caught.value.reason == "invalid_response"
+    assert "larger than 10000 bytes" in caught.value.message

@@ -1,0 +1,136 @@
+"""Config validation: every bad input is a ConfigError that names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.config import (
+    ConfigError,
+    Target,
+    load_config,
+    parse_config,
+    parse_duration,
+    resolve_api_key,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("10s", 10.0), ("5m", 300.0), ("1h", 3600.0), (30, 30.0), (0.25, 0.25)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["0s", 0, -1, "10 parsecs", "", True, None, "1d", float("inf")])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config.example.yaml")
+    assert config.vast.api_url == "https://run.vast.ai"
+    assert config.vast.timeout == 10.0
+    assert (config.polling.interval, config.polling.concurrency) == (30.0, 8)
+    assert config.polling.stale_after == 300.0
+    assert config.targets == (
+        Target("endpoint", 123, "llama-70b", 123, "llama-70b"),
+        Target("worker_group", 1001, "", 123, "llama-70b"),
+    )
+
+
+def test_defaults_apply_when_sections_are_missing() -> None:
+    config = parse_config({"worker_groups": [{"id": 7}]})
+    assert config.vast.api_url == "https://run.vast.ai"
+    assert config.vast.console_url == "https://console.vast.ai"
+    assert config.polling.interval == 30.0
+    assert config.targets == (Target("worker_group", 7),)
+
+
+@pytest.mark.parametrize(
+    ("document", "key", "words"),
+    [
+        ({"endpoints": [{"id": 1}], "polling": {"intervall": 5}}, "polling.intervall", "unknown"),
+        ({"endpoints": [{"id": 1}], "vast": {"api_key": "x"}}, "vast.api_key", "VAST_API_KEY"),
+        ({"endpoints": [{"id": 1}], "api_key": "x"}, "api_key", "api_key_file"),
+        ({"endpoints": [{"id": 1}], "polling": {"interval": "0s"}}, "polling.interval", "positive"),
+        ({"endpoints": [{"id": 1}], "vast": {"timeout": "-1s"}}, "vast.timeout", "duration"),
+        ({"endpoints": [{"id": 1}], "polling": {"stale_after": "soon"}}, "polling.stale_after", ""),
+        ({"endpoints": [{"id": 1}], "polling": {"concurrency": 0}}, "polling.concurrency", ""),
+        ({"endpoints": [{"id": "12a"}]}, "endpoints[0].id", "integer"),
+        ({"endpoints": [{"id": 1.5}]}, "endpoints[0].id", "integer"),
+        ({"endpoints": [{"id": True}]}, "endpoints[0].id", "integer"),
+        ({"endpoints": [{"name": "x"}]}, "endpoints[0].id", "missing"),
+        ({"endpoints": [{"id": 1}, {"id": 1}]}, "endpoints[1].id", "duplicate"),
+        ({"worker_groups": [{"id": 2}, {"id": 2}]}, "worker_groups[1].id", "duplicate"),
+        ({"worker_groups": [{"id": 2, "endpoint_id": "x"}]}, "worker_groups[0].endpoint_id", ""),
+        ({"worker_groups": [{"id": 2, "endpiont_id": 1}]}, "worker_groups[0].endpiont_id", ""),
+        ({"endpoints": {"id": 1}}, "endpoints", "list"),
+        ({"endpoints": [{"id": 1}], "vast": {"api_url": "run.vast.ai"}}, "vast.api_url", "URL"),
+        ({"endpoints": [{"id": 1}], "vast": "x"}, "vast", "mapping"),
+        ({}, "endpoints", "no targets"),
+    ],
+)
+def test_invalid_configs_name_the_key(tmp_path: Path, document: dict, key: str, words: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == key
+    assert caught.value.file == str(path)
+    assert str(path) in str(caught.value) and key in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("endpoints: [\n  - id: 1\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(top)
+
+
+def test_api_key_from_file_then_environment(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("  file-key\n")
+    with_file = parse_config({"endpoints": [{"id": 1}], "vast": {"api_key_file": str(key_file)}})
+    assert resolve_api_key(with_file, {"VAST_API_KEY": "env-key"}) == "file-key"
+    without = parse_config({"endpoints": [{"id": 1}]}, "c.yaml")
+    assert resolve_api_key(without, {"VAST_API_KEY": "env-key"}) == "env-key"
+    with pytest.raises(ConfigError, match="VAST_API_KEY") as caught:
+        resolve_api_key(without, {"VAST_API_KEY": "  "})
+    assert "c.yaml" in str(caught.value)
+
+
+def test_api_key_file_problems(tmp_path: Path) -> None:
+    missing = parse_config({"endpoints": [{"id": 1}], "vast": {"api_key_file": "/nonexistent/k"}})
+    with pytest.raises(ConfigError, match="file not found") as caught:
+        resolve_api_key(missing, {"VAST_API_KEY": "env-key"})
+    assert caught.value.key == "vast.api_key_file"
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    config = parse_config({"endpoints": [{"id": 1}], "vast": {"api_key_file": str(empty)}})
+    with pytest.raises(ConfigError, match="empty"):
+        resolve_api_key(config, {})
+
+
+def test_group_endpoint_name_comes_from_configured_endpoint() -> None:
+    config = parse_config(
+        {
+            "endpoints": [{"id": 5, "name": "embed"}],
+            "worker_groups": [{"id": 50, "endpoint_id": 5}, {"id": 60, "endpoint_id": 6}],
+        }
+    )
+    assert config.targets[1] == Target("worker_group", 50, "", 5, "embed")
+    assert config.targets[2] == Target("worker_group", 60, "", 6, "")

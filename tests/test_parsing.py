@@ -1,0 +1,114 @@
+"""The response parser: both shapes, errors with HTTP 200, loose fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.parsing import PollError, body_message, decode_json, parse_workers_payload
+
+from .fakevast import worker
+
+
+def test_bare_list_and_workers_object_give_the_same_workers() -> None:
+    items = [worker(1), worker(2, status="READY")]
+    assert parse_workers_payload(items) == parse_workers_payload({"workers": items})
+
+
+def test_fields_are_converted_to_base_units() -> None:
+    [parsed] = parse_workers_payload([worker(123456)])
+    assert parsed.id == "123456"
+    assert parsed.status == "running"
+    assert parsed.values == {
+        "cur_load": 150.0,
+        "cur_load_rolling_avg": 50.0,
+        "cur_perf": 80.0,
+        "disk_usage_bytes": 30e9,
+        "dlperf": 105.87206734930771,
+        "loaded_timestamp_seconds": 1724275993.997,
+        "measured_perf": 105.87206734930771,
+        "perf": 100.5784639818423245,
+        "reliability": 0.95,
+        "reqs_working": 2.0,
+    }
+
+
+def test_loose_fields_drop_only_themselves() -> None:
+    raw = worker(
+        "77",
+        status=" MODEL_LOADING ",
+        cur_load="12.5",
+        reliability=None,
+        perf="n/a",
+        reqs_working=True,
+        dlperf=[1],
+    )
+    del raw["cur_perf"]
+    [parsed] = parse_workers_payload([raw])
+    assert parsed.id == "77"
+    assert parsed.status == "model_loading"
+    assert parsed.values["cur_load"] == 12.5
+    for dropped in ("reliability", "perf", "reqs_working", "dlperf", "cur_perf"):
+        assert dropped not in parsed.values
+    assert parsed.values["disk_usage_bytes"] == 30e9
+
+
+@pytest.mark.parametrize("bad_id", [None, "abc", 1.5, True, -3, {"x": 1}, ""])
+def test_workers_without_a_usable_id_are_skipped(bad_id: object) -> None:
+    parsed = parse_workers_payload([worker(bad_id), worker(9)])
+    assert [w.id for w in parsed] == ["9"]
+
+
+def test_missing_status_and_integral_float_id() -> None:
+    raw = worker(12.0)
+    del raw["status"]
+    [parsed] = parse_workers_payload([raw])
+    assert (parsed.id, parsed.status) == ("12", None)
+
+
+def test_empty_list_is_a_valid_answer() -> None:
+    assert parse_workers_payload([]) == []
+    assert parse_workers_payload({"workers": []}) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"error_msg": "workers loading"}, "api_error"),
+        ({"success": False, "error": "x", "msg": "bad key"}, "api_error"),
+        ({"error": "boom"}, "api_error"),
+        ({"workers": "none"}, "invalid_response"),
+        ({"data": []}, "invalid_response"),
+        ([1, 2], "invalid_response"),
+        ([worker(1), None], "invalid_response"),
+        ("text", "invalid_response"),
+        (None, "invalid_response"),
+        (3, "invalid_response"),
+    ],
+)
+def test_bad_payloads_are_classified(payload: object, reason: str) -> None:
+    with pytest.raises(PollError) as caught:
+        parse_workers_payload(payload)
+    assert caught.value.reason == reason
+
+
+def test_error_msg_text_is_kept_short() -> None:
+    with pytest.raises(PollError) as caught:
+        parse_workers_payload({"error_msg": "x" * 5000})
+    assert len(caught.value.message) <= 200
+
+
+def test_decode_json_rejects_non_json() -> None:
+    with pytest.raises(PollError) as caught:
+        decode_json(b"<html>oops</html>")
+    assert caught.value.reason == "invalid_response"
+    assert "<html>oops</html>" in caught.value.message
+    with pytest.raises(PollError):
+        decode_json(b"[" * 100_000)
+
+
+def test_body_message_prefers_the_api_error_text() -> None:
+    assert body_message(b'{"error_msg": "bad id"}') == "bad id"
+    assert body_message(b'{"success": false, "msg": "nope"}') == "nope"
+    assert body_message(b"plain   text\n") == "plain text"
+    assert body_message(b"") == "empty body"
+    assert body_message(b'"quoted"') == "quoted"

@@ -1,0 +1,303 @@
+"""Tests for the simulated Vast.ai API, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from exporter.simulator import (
+    FLAKY_GROUP_ID,
+    DemoTarget,
+    Simulation,
+    demo_targets,
+    run_simulator,
+    start_simulator,
+)
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LOADING = {"loading", "model_loading"}
+SERVING = {"ready", "running"}
+
+
+class ManualClock:
+    """A clock the tests move by hand, so simulated minutes pass in milliseconds."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Api:
+    session: aiohttp.ClientSession
+    base: str
+    clock: ManualClock
+    sim: Simulation
+
+    async def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs = AUTH if headers is None else headers
+        return await self.session.post(self.base + path, data=data, headers=hdrs)
+
+    async def workers(self, path: str, ident: int) -> Any:
+        async with await self.post(path, {"id": ident}) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(self.base + path, headers=AUTH) as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+
+async def _api(api_key: str | None, flaky: bool) -> AsyncIterator[Api]:
+    clock = ManualClock()
+    sim = Simulation(seed=7, clock=clock, flaky=flaky)
+    runner, base = await start_simulator("127.0.0.1", 0, sim=sim, api_key=api_key)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(session, base, clock, sim)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    """A simulator that only accepts KEY and has no flaky group."""
+    async for value in _api(KEY, flaky=False):
+        yield value
+
+
+@pytest.fixture
+async def flaky_api() -> AsyncIterator[Api]:
+    """A simulator that accepts any key and has the flaky group enabled."""
+    async for value in _api(None, flaky=True):
+        yield value
+
+
+def _status(worker: dict[str, Any]) -> str:
+    return str(worker["status"]).lower()
+
+
+def _num(value: Any) -> float | None:
+    """The value as a float if it is numeric (or a numeric string), else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+async def test_base_url_has_real_port(api: Api) -> None:
+    assert api.base.startswith("http://127.0.0.1:")
+    assert int(api.base.rsplit(":", 1)[1]) > 0
+
+
+async def test_auth_required(api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer nope"}):
+        async with await api.post("/get_endpoint_workers/", {"id": 101}, headers) as resp:
+            assert resp.status == 401
+            assert resp.content_type == "text/plain"
+    async with await api.post("/get_endpoint_workers/", {"id": 101, "api_key": KEY}, {}) as resp:
+        assert resp.status == 200
+    async with api.session.get(api.base + "/api/v0/endptjobs/") as resp:
+        assert resp.status == 401
+
+
+async def test_any_key_accepted_without_api_key(flaky_api: Api) -> None:
+    headers = {"Authorization": "Bearer whatever"}
+    async with await flaky_api.post("/get_endpoint_workers/", {"id": 102}, headers) as resp:
+        assert resp.status == 200
+
+
+async def test_response_shapes(api: Api) -> None:
+    endpoint = await api.workers("/get_endpoint_workers/", 101)
+    assert isinstance(endpoint, list) and endpoint
+    for path in ("/get_autogroup_workers/", "/get_workergroup_workers/"):
+        group = await api.workers(path, 1001)
+        assert isinstance(group, dict) and isinstance(group["workers"], list)
+        assert group["workers"]
+    seed_fields = {"cur_load", "cur_load_rolling_avg", "disk_usage", "dlperf", "id"}
+    seed_fields |= {"reliability", "reqs_working", "status"}
+    for worker in endpoint:
+        assert seed_fields <= worker.keys()
+        assert isinstance(worker["id"], int) and 1_000_000 <= worker["id"] < 100_000_000
+        assert isinstance(worker["warnings"], list)
+
+
+async def test_unknown_id_is_plain_text_400(api: Api) -> None:
+    for path in ("/get_endpoint_workers/", "/get_autogroup_workers/"):
+        async with await api.post(path, {"id": 999}) as resp:
+            assert resp.status == 400
+            assert resp.content_type == "text/plain"
+            text = await resp.text()
+            assert "invalid api_key" in text and "999 not found" in text
+
+
+async def test_bad_body_is_error_msg_400(api: Api) -> None:
+    bodies: list[Any] = [b"{not json", [1, 2], {}, {"id": "101"}, {"id": True}, {"id": 1.5}]
+    for body in bodies:
+        async with await api.post("/get_endpoint_workers/", body) as resp:
+            assert resp.status == 400
+            assert "error_msg" in await resp.json()
+
+
+async def test_write_paths_absent(api: Api) -> None:
+    for path in ("/route/", "/update_workers/"):
+        async with await api.post(path, {"id": 101}) as resp:
+            assert resp.status == 404
+
+
+async def test_ten_minutes_of_movement(api: Api) -> None:
+    seen: set[str] = set()
+    first_ids: set[int] | None = None
+    all_ids: set[int] = set()
+    for tick in range(300):
+        api.clock.advance(2.0)
+        workers = []
+        for endpoint_id in (101, 102, 103):
+            workers += await api.workers("/get_endpoint_workers/", endpoint_id)
+        assert len(workers) >= 10
+        statuses = {_status(w) for w in workers}
+        assert statuses & SERVING
+        seen |= statuses
+        ids = {w["id"] for w in workers}
+        first_ids = ids if first_ids is None else first_ids
+        all_ids |= ids
+        if tick % 30 == 0:
+            await _check_groups_serving(api)
+    assert seen >= {"creating", "error", "rebooting", "stopped"}
+    assert seen & SERVING and seen & LOADING
+    assert all_ids - first_ids, "no worker joined"
+    assert first_ids - ids, "no worker left"
+
+
+async def _check_groups_serving(api: Api) -> None:
+    endpoints = (await api.get("/api/v0/endptjobs/"))["results"]
+    groups = (await api.get("/api/v0/workergroups/"))["results"]
+    assert len(endpoints) >= 2 and len(groups) >= 3
+    for group in groups:
+        workers = (await api.workers("/get_autogroup_workers/", group["id"]))["workers"]
+        assert any(_status(w) in SERVING for w in workers)
+
+
+def _perf_consistent(worker: dict[str, Any]) -> bool | None:
+    """Whether perf == measured_perf * reliability; None when one of them is not numeric."""
+    perf, measured, rel = (_num(worker.get(k)) for k in ("perf", "measured_perf", "reliability"))
+    if perf is None or measured is None or rel is None:
+        return None
+    return 0 < rel <= 1 and perf == pytest.approx(measured * rel)
+
+
+async def test_perf_is_measured_perf_times_reliability(api: Api) -> None:
+    checked = 0
+    for _ in range(20):
+        api.clock.advance(7.0)
+        for endpoint_id in (101, 102, 103):
+            for worker in await api.workers("/get_endpoint_workers/", endpoint_id):
+                verdict = _perf_consistent(worker)
+                assert verdict is not False, worker
+                checked += verdict is True
+    assert checked > 100
+
+
+async def test_loading_workers_carry_no_load(api: Api) -> None:
+    for _ in range(30):
+        api.clock.advance(3.0)
+        for w in await api.workers("/get_endpoint_workers/", 101):
+            if _status(w) in LOADING | {"creating", "starting"}:
+                assert _num(w["cur_load"]) == 0
+            if _status(w) == "creating":
+                assert w.get("loaded_at", 0) == 0
+
+
+async def test_flaky_group_fails_sometimes(flaky_api: Api) -> None:
+    outcomes: list[str] = []
+    for _ in range(60):
+        flaky_api.clock.advance(1.0)
+        async with await flaky_api.post("/get_autogroup_workers/", {"id": FLAKY_GROUP_ID}) as resp:
+            outcomes.append(await _classify(resp))
+    assert outcomes.count("ok") >= 30
+    assert {"500", "429", "error_msg"} <= set(outcomes)
+    for group_id in (1001, 1002, 1003):
+        for _ in range(20):
+            workers = await flaky_api.workers("/get_autogroup_workers/", group_id)
+            assert isinstance(workers["workers"], list)
+    for _ in range(20):
+        await flaky_api.workers("/get_endpoint_workers/", 103)
+
+
+async def _classify(resp: aiohttp.ClientResponse) -> str:
+    if resp.status == 429:
+        assert "Retry-After" not in resp.headers
+        assert "too frequent" in await resp.text()
+        return "429"
+    if resp.status == 500:
+        return "500"
+    assert resp.status == 200
+    body = await resp.json()
+    return "error_msg" if "error_msg" in body else "ok"
+
+
+async def test_listings_and_instances(api: Api) -> None:
+    endpoints = (await api.get("/api/v0/endptjobs/"))["results"]
+    for endpoint in endpoints:
+        assert endpoint["endpoint_state"] == "active"
+        assert {"id", "endpoint_name", "target_util", "max_workers", "api_key"} <= endpoint.keys()
+    for path in ("/api/v0/workergroups/", "/api/v0/autojobs/"):
+        body = await api.get(path)
+        assert body["success"] is True
+        assert {"id", "endpoint_id", "endpoint_name", "gpu_ram"} <= body["results"][0].keys()
+    instances = (await api.get("/api/v0/instances/?owner=me"))["instances"]
+    workers = []
+    for endpoint in endpoints:
+        workers += await api.workers("/get_endpoint_workers/", endpoint["id"])
+    assert {i["id"] for i in instances} == {w["id"] for w in workers}
+    for inst in instances:
+        assert inst["gpu_name"] in {"RTX 4090", "A100 SXM4", "H100 SXM", "RTX 3090"}
+        assert 0.1 < inst["dph_total"] / inst["num_gpus"] < 3.5
+
+
+async def test_demo_targets_cover_everything(api: Api) -> None:
+    endpoints = (await api.get("/api/v0/endptjobs/"))["results"]
+    groups = (await api.get("/api/v0/workergroups/"))["results"]
+    targets = demo_targets()
+    expected = {DemoTarget("endpoint", e["id"], e["endpoint_name"], None) for e in endpoints}
+    expected |= {DemoTarget("worker_group", g["id"], "", g["endpoint_id"]) for g in groups}
+    assert set(targets) == expected
+
+
+def test_deterministic_and_fresh_copies() -> None:
+    clock = ManualClock()
+    first, second = Simulation(seed=3, clock=clock), Simulation(seed=3, clock=clock)
+    clock.advance(5.0)
+    assert first.endpoint_workers(101) == second.endpoint_workers(101)
+    clock.advance(90.0)
+    assert first.group_workers(1003) == second.group_workers(1003)
+    copy = first.group_workers(1003)
+    assert copy is not None
+    copy[0]["status"] = "mutated"
+    copy[0]["warnings"].append("mutated")
+    again = first.group_workers(1003)
+    assert again is not None and again[0]["status"] != "mutated"
+    assert "mutated" not in again[0]["warnings"]
+    assert first.endpoint_workers(999) is None and first.group_workers(999) is None
+
+
+def test_run_simulator_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulator(["--bogus"]) == 2
+    assert run_simulator(["--listen", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 2
