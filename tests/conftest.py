@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .fakevast import FakeVast
 
 API_KEY = "vk-test-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
-START_LINE = re.compile(r"vastai-exporter started.*listen=(\S+)")
+START_LINE = re.compile(r'vastai-exporter started.*"?listen"?(?:=|: ")([^\s"]+)')
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -34,10 +34,10 @@ def parse_metrics(text: str) -> Samples:
     }
 
 
-def series(samples: Samples, name: str, **labels: str) -> dict[frozenset, float]:
+def series(samples: Samples, metric: str, /, **labels: str) -> dict[frozenset, float]:
     """The samples of one metric whose labels include `labels`."""
     wanted = set(labels.items())
-    return {key[1]: value for key, value in samples.items() if key[0] == name and wanted <= key[1]}
+    return {key[1]: v for key, v in samples.items() if key[0] == metric and wanted <= key[1]}
 
 
 def promtool() -> str | None:
@@ -175,9 +175,7 @@ async def fake_vast() -> AsyncIterator[FakeVast]:
 
 
 @pytest.fixture
-def start_exporter(
-    tmp_path: Path,
-) -> Callable[..., Any]:
+async def start_exporter(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start the exporter CLI with a config dict (or raw text) and extra args/env."""
     started: list[ExporterProcess] = []
 
@@ -204,3 +202,5 @@ def start_exporter(
     yield start
     for process in started:
         process.kill()
+        if process.proc is not None:
+            await process.wait()

@@ -82,6 +82,8 @@ class FakeVast:
         self.behaviours: dict[tuple[str, int], Behaviour] = {}
         self.requests: list[Request] = []
         self.url = ""
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
 
     def set(self, kind: str, target_id: int, behaviour: Behaviour) -> None:
@@ -112,6 +114,14 @@ class FakeVast:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._route(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(Request(request.path, dict(request.headers), body))
         if request.path not in (ENDPOINT_PATH, *self.group_paths):

@@ -1,0 +1,368 @@
+"""End to end: the real CLI in a child process, polling the fake Vast API over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+
+import pytest
+
+from .conftest import API_KEY, fast_config, promtool, series
+from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
+
+Samples = dict
+
+
+def worker_ids(samples: Samples) -> set[str]:
+    return {dict(labels)["worker_id"] for labels in series(samples, "vastai_worker_status")}
+
+
+def value(samples: Samples, metric: str, **labels: str) -> float:
+    """The one sample matching; NaN (which fails every comparison) when there is none yet."""
+    found = list(series(samples, metric, **labels).values())
+    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
+    return found[0] if found else float("nan")
+
+
+def merge_config(fake: FakeVast, **overrides: object) -> dict:
+    return fast_config(
+        fake.url,
+        endpoints=[{"id": 10, "name": "chat"}],
+        worker_groups=[{"id": 20, "endpoint_id": 10}, {"id": 30}],
+        **overrides,
+    )
+
+
+async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="READY")))
+    fake_vast.set("worker_group", 20, workers(worker(1), worker(3, cur_load="7"), shape="object"))
+    fake_vast.set("worker_group", 30, workers(worker(4, reliability=None)))
+    exporter = await start_exporter(merge_config(fake_vast))
+    samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2", "3", "4"})
+
+    def labels_of(worker_id: str) -> dict:
+        [labels] = series(samples, "vastai_worker_cur_load", worker_id=worker_id)
+        return dict(labels)
+
+    assert labels_of("1") == {
+        "endpoint_id": "10",
+        "endpoint_name": "chat",
+        "worker_group_id": "20",
+        "worker_id": "1",
+    }
+    assert labels_of("2")["worker_group_id"] == ""
+    assert labels_of("3")["endpoint_id"] == "10"  # the group's configured endpoint
+    assert labels_of("4")["endpoint_id"] == "" and labels_of("4")["worker_group_id"] == "30"
+    assert value(samples, "vastai_worker_cur_load", worker_id="3") == 7.0
+    assert value(samples, "vastai_worker_status", worker_id="2", status="ready") == 1.0
+    assert series(samples, "vastai_worker_reliability", worker_id="4") == {}
+    assert value(samples, "vastai_worker_disk_usage_bytes", worker_id="1") == 30e9
+    assert value(samples, "vastai_target_up", kind="endpoint", id="10", name="chat") == 1.0
+    assert value(samples, "vastai_target_workers", kind="worker_group", id="20") == 2.0
+    assert value(samples, "vastai_exporter_build_info", version="0.1.0") == 1.0
+    assert value(samples, "vastai_target_poll_duration_seconds", id="30") > 0
+    assert (
+        abs(value(samples, "vastai_target_last_success_timestamp_seconds", id="30") - time.time())
+        < 30
+    )
+
+    status, page, headers = await exporter.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert 'href="/metrics"' in page and "0.1.0" in page
+    assert "<td>worker_group</td><td>20</td>" in page
+    assert (await exporter.get("/-/healthy"))[0] == 200
+    assert (await exporter.get("/-/ready"))[0] == 200
+    assert await exporter.stop() == 0
+
+
+async def test_worker_gone_from_a_response_loses_its_series(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1), worker(2)))
+    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"}, timeout=3)
+    assert all(dict(k[1]).get("worker_id") != "2" for k in samples)
+
+
+async def test_failing_target_is_down_keeps_workers_then_drops_them(
+    fake_vast, start_exporter
+) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    fake_vast.set("worker_group", 30, workers(worker(9)))
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10}],
+        worker_groups=[{"id": 30}],
+        polling={"stale_after": "2s"},
+    )
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "9"})
+    fake_vast.set("endpoint", 10, failure(500, "Internal Server Error"))
+    down = await exporter.wait_for_metrics(
+        lambda s: value(s, "vastai_target_up", id="10") == 0.0, timeout=3
+    )
+    assert worker_ids(down) == {"1", "9"}  # still within stale_after
+    gone = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"9"}, timeout=5)
+    assert value(gone, "vastai_target_workers", id="10") == 0.0
+    assert value(gone, "vastai_target_poll_errors_total", id="10", reason="server_error") >= 3
+    assert value(gone, "vastai_target_up", id="30") == 1.0  # the other target is untouched
+    # One log line for the state change, not one per failed poll.
+    assert len([line for line in exporter.lines if "target down" in line]) == 1
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "9"}, timeout=3)
+    await exporter.wait_for_log("target up.*id=10.*down_for=")
+    status, page, _ = await exporter.get("/")
+    assert status == 200 and "<td>endpoint</td><td>10</td><td></td><td>up</td>" in page
+
+
+async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_exporter) -> None:
+    forms = sorted(FAILURES)
+    for index, form in enumerate(forms):
+        fake_vast.set("endpoint", 100 + index, FAILURES[form][0])
+    fake_vast.set("endpoint", 99, workers(worker(1)))
+    fake_vast.set("endpoint", 98, failure(200, [], delay=3))
+    endpoints = [{"id": 100 + index} for index in range(len(forms))] + [{"id": 99}, {"id": 98}]
+    config = fast_config(fake_vast.url, endpoints=endpoints, polling={"concurrency": 32})
+    exporter = await start_exporter(config)
+
+    def reasons_counted(samples: Samples) -> bool:
+        return (
+            all(
+                series(samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason)
+                and value(
+                    samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason
+                )
+                >= 1
+                for i, (_, reason) in enumerate(FAILURES[form] for form in forms)
+            )
+            and value(samples, "vastai_target_poll_errors_total", id="98", reason="timeout") >= 1
+        )
+
+    samples = await exporter.wait_for_metrics(reasons_counted, timeout=8)
+    for index, form in enumerate(forms):
+        reason = FAILURES[form][1]
+        assert value(samples, "vastai_target_up", id=str(100 + index)) == 0.0, form
+        others = series(samples, "vastai_target_poll_errors_total", id=str(100 + index))
+        wrong = {dict(k)["reason"]: v for k, v in others.items() if dict(k)["reason"] != reason}
+        assert set(wrong.values()) == {0.0}, (form, wrong)
+    assert value(samples, "vastai_target_up", id="99") == 1.0
+    assert worker_ids(samples) == {"1"}
+    assert "reason=server_error" in exporter.log and "reason=invalid_response" in exporter.log
+    assert "Traceback" not in exporter.log
+
+
+async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, failure(429, "API requests too frequent"))
+    fake_vast.set("endpoint", 11, failure(429, "slow down", {"Retry-After": "2"}))
+    fake_vast.set("endpoint", 12, workers(worker(1)))
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10}, {"id": 11}, {"id": 12}],
+        polling={"interval": "200ms"},
+    )
+    exporter = await start_exporter(config)
+    await asyncio.sleep(3.2)
+    await exporter.stop()
+    # Without backoff each would be polled ~16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
+    assert 2 <= len(fake_vast.requests_for(ENDPOINT_PATH, 10)) <= 4
+    # Retry-After: 2 s wins over the short backoff: polled at 0 and ~2 s only.
+    assert len(fake_vast.requests_for(ENDPOINT_PATH, 11)) == 2
+    assert len(fake_vast.requests_for(ENDPOINT_PATH, 12)) >= 12
+
+
+async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start_exporter) -> None:
+    for target_id in range(10, 16):
+        fake_vast.set("endpoint", target_id, failure(200, [worker(target_id)], delay=0.3))
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": i} for i in range(10, 16)],
+        polling={"interval": "1h", "concurrency": 2},
+    )
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) == 6, timeout=5)
+    assert fake_vast.max_in_flight == 2
+    calls = len(fake_vast.requests)
+    assert calls == 6
+    for _ in range(20):
+        await exporter.scrape()
+    assert len(fake_vast.requests) == calls
+
+
+async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    fake_vast.set("endpoint", 11, failure(500, "boom", delay=1.5))
+    config = fast_config(
+        fake_vast.url, endpoints=[{"id": 10}, {"id": 11}], polling={"interval": "1h"}
+    )
+    exporter = await start_exporter(config)
+    status, text, _ = await exporter.get("/-/ready")
+    assert status == 503, text
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    assert (await exporter.get("/-/ready"))[0] == 503
+    deadline = time.monotonic() + 5
+    while (await exporter.get("/-/ready"))[0] != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert (await exporter.get("/-/healthy"))[0] == 200
+
+
+async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None:
+    tool = promtool()
+    fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="loading", loaded_at=0)))
+    fake_vast.set("worker_group", 20, FAILURES["429"][0])
+    config = fast_config(
+        fake_vast.url, endpoints=[{"id": 10, "name": 'quote " me'}], worker_groups=[{"id": 20}]
+    )
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(
+        lambda s: worker_ids(s) == {"1", "2"} and series(s, "vastai_target_up", id="20")
+    )
+    text = await exporter.scrape()
+    proc = await asyncio.create_subprocess_exec(
+        tool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate(text.encode())
+    assert proc.returncode == 0, output.decode()
+    assert output.decode() == ""
+
+
+async def test_the_key_never_leaks(fake_vast, start_exporter, tmp_path) -> None:
+    fake_vast.set("endpoint", 10, failure(400, f"invalid api_key {API_KEY}"))
+    fake_vast.set("endpoint", 11, failure(200, {"error_msg": f"key {API_KEY} not allowed"}))
+    fake_vast.set("endpoint", 12, workers(worker(1)))
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10, "name": "a"}, {"id": 11}, {"id": 12}],
+        vast={"api_key_file": str(key_file)},
+    )
+    for fmt in ("logfmt", "json"):
+        exporter = await start_exporter(
+            config, "--log.level", "debug", "--log.format", fmt, key=None
+        )
+        await exporter.wait_for_metrics(
+            lambda s: value(s, "vastai_target_poll_errors_total", id="11", reason="api_error") >= 2
+        )
+        texts = [await exporter.scrape(), (await exporter.get("/"))[1]]
+        assert await exporter.stop() == 0
+        assert "<redacted>" in exporter.log
+        for text in [*texts, exporter.log]:
+            assert API_KEY not in text
+    assert all(API_KEY not in r.path and API_KEY not in r.body.decode() for r in fake_vast.requests)
+
+
+async def test_json_logs_are_one_object_per_line(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, failure(404, "nope"))
+    exporter = await start_exporter(
+        fast_config(fake_vast.url, endpoints=[{"id": 10}]), "--log.format", "json"
+    )
+    await exporter.wait_for_log("target down")
+    assert await exporter.stop(signal.SIGINT) == 0
+    records = [json.loads(line) for line in exporter.lines if line.strip()]
+    assert {"time", "level", "message"} <= set(records[0])
+    down = next(r for r in records if r["message"] == "target down")
+    assert (down["level"], down["reason"], down["kind"], down["id"]) == (
+        "warning",
+        "not_found",
+        "endpoint",
+        10,
+    )
+
+
+async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> None:
+    started = time.monotonic()
+    exporter = await start_exporter(None, "--demo", key=None)
+    samples = await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) >= 10, timeout=5)
+    assert time.monotonic() - started < 5
+    assert len({dict(k)["endpoint_id"] for k in series(samples, "vastai_worker_status")}) >= 2
+    assert len({dict(k)["worker_group_id"] for k in series(samples, "vastai_worker_status")}) >= 3
+    assert await exporter.stop() == 0
+
+
+# --- exit codes ------------------------------------------------------------------------------
+
+
+async def run_cli(start_exporter, config, *args: str, key: str | None = API_KEY):
+    exporter = await start_exporter(config, *args, key=key, wait_started=False)
+    code = await exporter.wait()
+    return code, exporter.log
+
+
+async def test_bad_flag_exits_2(start_exporter) -> None:
+    code, log = await run_cli(start_exporter, None, "--nope")
+    assert code == 2 and "--nope" in log and len(log.splitlines()) <= 3
+    code, log = await run_cli(start_exporter, None, "--log.level", "loud")
+    assert code == 2 and "--log.level" in log
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ("endpoints: [{id: 1}]\npolling: {interval: 0s}\n", "polling.interval"),
+        ("endpoints: [{id: 1}]\nvast: {api_key: abc}\n", "VAST_API_KEY"),
+        ("endpoints: [{id: x}]\n", "endpoints[0].id"),
+        ("endpoints: [\n", "not valid YAML"),
+    ],
+)
+async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, config, needle) -> None:
+    code, log = await run_cli(start_exporter, config)
+    assert code == 2
+    assert needle in log and "config.yaml" in log
+    assert "Traceback" not in log and len(log.splitlines()) <= 3
+    code, log = await run_cli(start_exporter, config, "--check-config")
+    assert code == 2 and needle in log
+
+
+async def test_missing_config_and_missing_key_exit_2(start_exporter, tmp_path) -> None:
+    code, log = await run_cli(start_exporter, None, "--config.file", str(tmp_path / "none.yaml"))
+    assert code == 2 and "none.yaml" in log and "not found" in log
+    code, log = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", key=None)
+    assert code == 2 and "VAST_API_KEY" in log and "config.yaml" in log
+    assert "Traceback" not in log
+
+
+async def test_check_config_and_version_exit_0(start_exporter) -> None:
+    code, _ = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", "--check-config", key=None)
+    assert code == 0
+    exporter = await start_exporter(None, "--version", wait_started=False)
+    assert await exporter.wait() == 0
+    assert exporter.proc is not None and exporter.proc.stdout is not None
+    assert (await exporter.proc.stdout.read()).decode().strip() == "vastai-exporter 0.1.0"
+
+
+async def test_port_in_use_exits_1(fake_vast, start_exporter) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = fast_config(fake_vast.url, endpoints=[{"id": 1}])
+        exporter = await start_exporter(
+            config, "--web.listen-address", f"127.0.0.1:{port}", wait_started=False
+        )
+        assert await exporter.wait() == 1
+    assert "cannot listen" in exporter.log and "Traceback" not in exporter.log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signals_stop_within_five_seconds_with_polls_in_flight(
+    fake_vast, start_exporter, signum
+) -> None:
+    fake_vast.set("endpoint", 10, failure(200, [], delay=30))
+    exporter = await start_exporter(
+        fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
+    )
+    await asyncio.sleep(0.3)
+    assert fake_vast.in_flight == 1
+    started = time.monotonic()
+    assert await exporter.stop(signum, timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in exporter.log

@@ -1,0 +1,119 @@
+"""Snapshot merging and rendering, without the network."""
+
+from __future__ import annotations
+
+from exporter.config import Target
+from exporter.metrics import TargetState, build_snapshot, render
+from exporter.parsing import REASONS, parse_workers_payload
+
+from .conftest import parse_metrics, series
+from .fakevast import worker
+
+ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
+GROUP = Target("worker_group", 20, "", 10, "chat")
+LONE_GROUP = Target("worker_group", 30)
+NOW = 1_800_000_000.0
+
+
+def state(target: Target, *items: dict, up: bool = True, at: float = NOW) -> TargetState:
+    return TargetState(
+        target,
+        polled=True,
+        up=up,
+        workers=tuple(parse_workers_payload(list(items))),
+        last_success=at,
+        last_duration=0.1,
+    )
+
+
+def worker_labels(samples: dict, name: str = "vastai_worker_cur_load") -> dict[str, dict]:
+    return {dict(labels)["worker_id"]: dict(labels) for labels in series(samples, name)}
+
+
+def test_a_worker_seen_by_endpoint_and_group_is_exported_once_with_both_ids() -> None:
+    endpoint_only = Target("endpoint", 10, "chat", 10, "chat")
+    group_without_endpoint = Target("worker_group", 20)
+    snapshot = build_snapshot(
+        [
+            state(group_without_endpoint, worker(1, cur_load=5), at=NOW),
+            state(endpoint_only, worker(1, cur_load=3), worker(2), at=NOW - 1),
+        ],
+        stale_after=300,
+        now=NOW,
+    )
+    samples = parse_metrics(render(snapshot).decode())
+    labels = worker_labels(samples)
+    assert labels["1"] == {
+        "endpoint_id": "10",
+        "endpoint_name": "chat",
+        "worker_group_id": "20",
+        "worker_id": "1",
+    }
+    assert labels["2"]["worker_group_id"] == ""
+    assert len(series(samples, "vastai_worker_cur_load", worker_id="1")) == 1
+    # The freshest report (the group's) gives the figures.
+    assert series(samples, "vastai_worker_cur_load", worker_id="1").popitem()[1] == 5.0
+
+
+def test_group_configured_endpoint_labels_its_workers() -> None:
+    snapshot = build_snapshot([state(GROUP, worker(7))], stale_after=300, now=NOW)
+    labels = worker_labels(parse_metrics(render(snapshot).decode()))
+    assert labels["7"]["endpoint_id"] == "10"
+    assert labels["7"]["endpoint_name"] == "chat"
+
+
+def test_unknown_ids_are_empty_labels() -> None:
+    snapshot = build_snapshot([state(LONE_GROUP, worker(8))], stale_after=300, now=NOW)
+    labels = worker_labels(parse_metrics(render(snapshot).decode()))
+    assert labels["8"] == {
+        "endpoint_id": "",
+        "endpoint_name": "",
+        "worker_group_id": "30",
+        "worker_id": "8",
+    }
+
+
+def test_a_failing_target_keeps_workers_until_stale_after() -> None:
+    down = state(ENDPOINT, worker(1), up=False, at=NOW - 100)
+    fresh = build_snapshot([down], stale_after=300, now=NOW)
+    assert [row.worker.id for row in fresh.workers] == ["1"]
+    assert fresh.held[ENDPOINT.key] == 1
+    expired = build_snapshot([down], stale_after=60, now=NOW)
+    assert expired.workers == ()
+    samples = parse_metrics(render(expired).decode())
+    assert series(samples, "vastai_target_workers", kind="endpoint", id="10").popitem()[1] == 0
+    assert series(samples, "vastai_target_up", id="10").popitem()[1] == 0
+
+
+def test_status_series_and_missing_fields() -> None:
+    raw = worker(3, status="MODEL_LOADING", cur_load=None)
+    samples = parse_metrics(render(build_snapshot([state(GROUP, raw)], 300, NOW)).decode())
+    [status_labels] = series(samples, "vastai_worker_status")
+    assert dict(status_labels)["status"] == "model_loading"
+    assert series(samples, "vastai_worker_cur_load") == {}
+    assert series(samples, "vastai_worker_disk_usage_bytes").popitem()[1] == 30e9
+
+
+def test_target_series_and_zeroed_error_counters() -> None:
+    never_polled = TargetState(LONE_GROUP)
+    samples = parse_metrics(
+        render(build_snapshot([state(ENDPOINT, worker(1)), never_polled], 300, NOW)).decode()
+    )
+    assert series(samples, "vastai_target_up", kind="endpoint", id="10", name="chat") == {
+        frozenset({("kind", "endpoint"), ("id", "10"), ("name", "chat")}): 1.0
+    }
+    assert series(samples, "vastai_target_up", id="30") == {}  # not polled yet: no verdict
+    errors = series(samples, "vastai_target_poll_errors_total", id="30")
+    assert sorted(dict(labels)["reason"] for labels in errors) == sorted(REASONS)
+    assert set(errors.values()) == {0.0}
+    [last_success] = series(samples, "vastai_target_last_success_timestamp_seconds").values()
+    assert last_success == NOW
+    assert series(samples, "vastai_exporter_build_info")
+
+
+def test_help_texts_say_the_data_is_cached() -> None:
+    text = render(build_snapshot([state(ENDPOINT, worker(1))], 300, NOW)).decode()
+    helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_worker")]
+    helps += [line for line in text.splitlines() if line.startswith("# HELP vastai_target")]
+    assert len(helps) == 16
+    assert all("cached from the last poll" in line for line in helps)
