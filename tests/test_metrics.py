@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from exporter.config import Target
 from exporter.metrics import TargetState, build_snapshot, render
 from exporter.parsing import REASONS, parse_workers_payload
@@ -117,3 +119,12 @@ def test_help_texts_say_the_data_is_cached() -> None:
     helps += [line for line in text.splitlines() if line.startswith("# HELP vastai_target")]
     assert len(helps) == 16
     assert all("cached from the last poll" in line for line in helps)
+
+
+def test_readme_documents_every_exported_metric() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
+    text = render(build_snapshot(rows, 300, NOW)).decode()
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert len(names) == 17
+    assert {name for name in names if f"`{name}`" not in readme} == set()
