@@ -162,11 +162,13 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress) -> int:
 
 def demo_config(api_url: str) -> Config:
     """What --demo polls: every endpoint and worker group of the simulator, every 2 s."""
+    demo = simulator.demo_targets()
+    names = {t.id: t.name for t in demo if t.kind == "endpoint"}
     targets = tuple(
-        Target(t.kind, t.id, t.name, t.endpoint_id, _demo_endpoint_name(t.endpoint_id))
+        Target(t.kind, t.id, t.name, t.endpoint_id, names.get(t.endpoint_id, ""))
         if t.kind == "worker_group"
         else Target(t.kind, t.id, t.name, t.id, t.name)
-        for t in simulator.demo_targets()
+        for t in demo
     )
     return Config(
         vast=VastSettings(api_url=api_url, console_url=api_url, timeout=5.0),
@@ -174,11 +176,6 @@ def demo_config(api_url: str) -> Config:
         targets=targets,
         source="--demo",
     )
-
-
-def _demo_endpoint_name(endpoint_id: int | None) -> str:
-    names = {t.id: t.name for t in simulator.demo_targets() if t.kind == "endpoint"}
-    return names.get(endpoint_id, "") if endpoint_id is not None else ""
 
 
 async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> None:
