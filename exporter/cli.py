@@ -25,8 +25,8 @@ from .config import (
     load_config,
     resolve_api_key,
 )
+from .exposition import MetricsCache
 from .logs import LEVELS, setup_logging
-from .metrics import MetricsCache
 from .scheduler import Scheduler
 from .server import ExporterApp
 from .vast import VastClient, create_session

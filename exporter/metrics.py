@@ -1,26 +1,20 @@
 """Metrics: an immutable snapshot of the last polls, merged per worker and rendered once.
 
 The scheduler hands over frozen TargetState records; `build_snapshot` merges them into one row per
-worker and `render` turns that into the exposition with prometheus-client's own types. Rendering
-runs off the event loop and only when poll results change, never per scrape.
+worker, and `SnapshotCollector` describes the result with prometheus-client's own types. The
+`exposition` module renders it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
 from .config import Target
 from .parsing import REASONS, WORKER_FIELDS, Worker
-
-log = logging.getLogger(__name__)
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
@@ -39,6 +33,13 @@ WORKER_HELP = {
     "reliability": "Uptime of the worker's instance, 0 to 1 (reliability)",
     "reqs_working": "Requests the worker is processing now (reqs_working)",
 }
+
+
+# (metric suffix, HELP) of every worker gauge but status, in exposition order.
+WORKER_FAMILIES = tuple(
+    (metric, f"{WORKER_HELP[metric]}; {CACHED}.") for _, metric, _ in WORKER_FIELDS
+)
+STATUS_HELP = f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,36 +131,36 @@ class SnapshotCollector:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._worker_metrics()
-        yield from self._target_metrics()
-        info = GaugeMetricFamily(
-            "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
-        )
-        info.add_metric([__version__], 1)
-        yield info
+        yield from self.worker_families()
+        yield from self.other_families()
 
-    def _worker_metrics(self) -> Iterator[Metric]:
+    def worker_families(self) -> Iterator[Metric]:
         rows = self._snapshot.workers
-        for _field, metric, _scale in WORKER_FIELDS:
-            family = GaugeMetricFamily(
-                f"vastai_worker_{metric}", f"{WORKER_HELP[metric]}; {CACHED}.", labels=WORKER_LABELS
-            )
+        for metric, help_text in WORKER_FAMILIES:
+            family = GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
             for row in rows:
                 value = row.worker.values.get(metric)
                 if value is not None:
                     family.add_metric(row.labels(), value)
             yield family
         status = GaugeMetricFamily(
-            "vastai_worker_status",
-            f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}.",
-            labels=(*WORKER_LABELS, "status"),
+            "vastai_worker_status", STATUS_HELP, labels=(*WORKER_LABELS, "status")
         )
         for row in rows:
             if row.worker.status is not None:
                 status.add_metric((*row.labels(), row.worker.status), 1)
         yield status
 
-    def _target_metrics(self) -> Iterator[Metric]:
+    def other_families(self) -> Iterator[Metric]:
+        """Target families and build info: few series, rendered by prometheus-client itself."""
+        yield from self._target_families()
+        info = GaugeMetricFamily(
+            "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+    def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, f"{help_text}; {CACHED}.", labels=TARGET_LABELS)
 
@@ -191,56 +192,3 @@ class SnapshotCollector:
             if state.last_duration is not None:
                 duration.add_metric(labels, state.last_duration)
         yield from (up, workers, success, duration, errors)
-
-
-def render(snapshot: Snapshot) -> bytes:
-    """The Prometheus text exposition of a snapshot."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
-    return generate_latest(registry)
-
-
-class MetricsCache:
-    """Holds the last rendered exposition and re-renders it, off the loop, when polls change.
-
-    Bursts of poll results are coalesced into one render by a short debounce; a periodic
-    re-render also expires the workers of targets that have been failing for `stale_after`.
-    """
-
-    def __init__(
-        self,
-        states: Callable[[], Iterable[TargetState]],
-        stale_after: float,
-        refresh_every: float,
-        debounce: float = 0.05,
-    ) -> None:
-        self._states = states
-        self._stale_after = stale_after
-        self._refresh_every = refresh_every
-        self._debounce = debounce
-        self._changed = asyncio.Event()
-        self.snapshot = build_snapshot((), stale_after, time.time())
-        self.body = render(self.snapshot)
-
-    def mark_changed(self) -> None:
-        self._changed.set()
-
-    async def refresh(self) -> None:
-        """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
-        snapshot = build_snapshot(self._states(), self._stale_after, time.time())
-        body = await asyncio.get_running_loop().run_in_executor(None, render, snapshot)
-        self.snapshot, self.body = snapshot, body
-
-    async def run(self) -> None:
-        """Re-render after each burst of poll results, and at least every refresh_every."""
-        while True:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
-                await asyncio.sleep(self._debounce)
-            except TimeoutError:
-                pass
-            self._changed.clear()
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("rendering /metrics failed; serving the previous exposition")

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import __version__
-from .metrics import MetricsCache, TargetState
+from .exposition import MetricsCache
+from .metrics import TargetState
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vastai-exporter</title>
@@ -48,8 +48,14 @@ class ExporterApp:
         return app
 
     async def metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=self._cache.body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        """Copy cached bytes: the format and encoding the scraper asked for, nothing rendered."""
+        body, content_type, encoding = self._cache.exposition.select(
+            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+        )
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        if encoding:
+            response.headers["Content-Encoding"] = encoding
+        response.headers["Vary"] = "Accept, Accept-Encoding"
         return response
 
     async def landing(self, request: web.Request) -> web.Response:

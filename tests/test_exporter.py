@@ -366,3 +366,23 @@ async def test_signals_stop_within_five_seconds_with_polls_in_flight(
     assert await exporter.stop(signum, timeout=5) == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in exporter.log
+
+
+async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    status, body, headers = await exporter.get(
+        "/metrics", headers={"Accept": prometheus_accept, "Accept-Encoding": "gzip"}
+    )
+    assert status == 200 and headers["Content-Encoding"] == "gzip"  # decoded by the client
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert body.endswith("# EOF\n") and "vastai_worker_cur_load{" in body
+    status, body, headers = await exporter.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in headers
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# EOF" not in body and "vastai_target_poll_errors_total{" in body

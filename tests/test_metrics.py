@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.config import Target
-from exporter.metrics import TargetState, build_snapshot, render
+from exporter.exposition import render as render_exposition
+from exporter.metrics import TargetState, build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 
 from .conftest import parse_metrics, series
@@ -15,6 +16,10 @@ ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
 GROUP = Target("worker_group", 20, "", 10, "chat")
 LONE_GROUP = Target("worker_group", 30)
 NOW = 1_800_000_000.0
+
+
+def render(snapshot) -> bytes:
+    return render_exposition(snapshot, openmetrics=False)
 
 
 def state(target: Target, *items: dict, up: bool = True, at: float = NOW) -> TargetState:

@@ -1,0 +1,88 @@
+"""The fast renderer against prometheus-client's own, and content negotiation."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest as generate_text
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+from exporter.config import Target
+from exporter.exposition import build_exposition, render, wants_openmetrics
+from exporter.metrics import Snapshot, SnapshotCollector, TargetState, build_snapshot
+from exporter.parsing import parse_workers_payload
+
+from .fakevast import worker
+
+NOW = 1_800_000_000.0
+ODD = 'quote " back \\ slash \n newline ünïcode'
+
+
+def snapshot() -> Snapshot:
+    endpoint = Target("endpoint", 1, ODD, 1, ODD)
+    group = Target("worker_group", 2, "g", 1, ODD)
+    lone = Target("worker_group", 3)
+    items = [
+        worker(10, status=ODD, cur_load=float("nan"), perf=float("inf"), dlperf=-1e-300),
+        worker(11, status=None, reliability="0.5", disk_usage=1e22, loaded_at=1724275993.997),
+        worker(12, cur_perf=123456789012, reqs_working=0),
+    ]
+    states = [
+        TargetState(endpoint, True, True, tuple(parse_workers_payload(items)), NOW, NOW, 0.2),
+        TargetState(group, True, True, tuple(parse_workers_payload(items[:2])), NOW, NOW, 0.1),
+        TargetState(lone, True, False, (), None, NOW, 1.0, "timeout", "slow", (0,) * 8),
+        TargetState(Target("endpoint", 4)),
+    ]
+    return build_snapshot(states, 300, NOW)
+
+
+def reference(snap: Snapshot, openmetrics: bool) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snap))
+    return (generate_openmetrics if openmetrics else generate_text)(registry)
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -> None:
+    snap = snapshot()
+    assert render(snap, openmetrics) == reference(snap, openmetrics)
+    empty = build_snapshot((), 300, NOW)
+    assert render(empty, openmetrics) == reference(empty, openmetrics)
+
+
+def test_openmetrics_output_parses_and_ends_with_eof() -> None:
+    body = render(snapshot(), openmetrics=True).decode()
+    assert body.endswith("# EOF\n")
+    names = {family.name for family in parse_om(body)}
+    assert "vastai_target_poll_errors" in names and "vastai_worker_status" in names
+
+
+def test_exposition_holds_gzip_of_each_format() -> None:
+    exposition = build_exposition(snapshot())
+    assert gzip.decompress(exposition.text_gzip) == exposition.text
+    assert gzip.decompress(exposition.openmetrics_gzip) == exposition.openmetrics
+    body, content_type, encoding = exposition.select(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", "gzip"
+    )
+    assert (body, encoding) == (exposition.openmetrics_gzip, "gzip")
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    body, content_type, encoding = exposition.select("*/*", "")
+    assert (body, encoding) == (exposition.text, None)
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("application/openmetrics-text;version=1.0.0;q=0.6,text/plain;q=0.5", True),
+        ("application/openmetrics-text; version=0.0.1", True),
+        ("text/plain;version=0.0.4", False),
+        ("", False),
+        ("application/openmetrics-text;q=0", False),
+    ],
+)
+def test_wants_openmetrics(accept: str, expected: bool) -> None:
+    assert wants_openmetrics(accept) is expected
