@@ -143,3 +143,10 @@ async def test_oversized_body_is_refused(fake_vast: FakeVast) -> None:
         await fetch(fake_vast, ENDPOINT, max_response_bytes=10_000)
     assert caught.value.reason == "invalid_response"
     assert "larger than 10000 bytes" in caught.value.message
+
+
+async def test_large_bodies_are_parsed_too(fake_vast: FakeVast) -> None:
+    many = [worker(i, status="READY") for i in range(3000)]  # ~900 KB: parsed in a thread
+    fake_vast.set("endpoint", 10, workers(*many, shape="object"))
+    result = await fetch(fake_vast, ENDPOINT)
+    assert len(result) == 3000 and {w.status for w in result} == {"ready"}
