@@ -11,7 +11,6 @@ from exporter.config import Target
 from exporter.parsing import PollError
 from exporter.vast import VastClient, create_session, parse_retry_after
 
-from .conftest import API_KEY
 from .fakevast import (
     AUTOGROUP_PATH,
     ENDPOINT_PATH,
@@ -22,6 +21,7 @@ from .fakevast import (
     worker,
     workers,
 )
+from .harness import API_KEY
 
 ENDPOINT = Target("endpoint", 10, "ep", 10, "ep")
 GROUP = Target("worker_group", 20)

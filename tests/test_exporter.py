@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from .conftest import API_KEY, fast_config, promtool, series
+from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
+from .harness import API_KEY, fast_config, series
 
 Samples = dict
 

@@ -9,8 +9,8 @@ from exporter.exposition import render as render_exposition
 from exporter.metrics import TargetState, build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 
-from .conftest import parse_metrics, series
 from .fakevast import worker
+from .harness import parse_metrics, series
 
 ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
 GROUP = Target("worker_group", 20, "", 10, "chat")
