@@ -15,14 +15,19 @@ from .fakevast import FakeVast
 from .harness import API_KEY, ExporterProcess, base_env
 
 
-def promtool() -> str | None:
-    """promtool's path; in CI a missing promtool is a failure, never a skip."""
-    path = shutil.which("promtool")
+def require_binary(name: str) -> str:
+    """A binary's path: skip the test without it, but fail under CI=true, where it must exist."""
+    path = shutil.which(name)
     if path is None:
+        message = f"{name} is not installed (Debian package 'prometheus')"
         if os.environ.get("CI") == "true":
-            pytest.fail("promtool is not installed, and CI=true requires it")
-        pytest.skip("promtool is not installed")
+            pytest.fail(f"{message}, and CI=true requires it")
+        pytest.skip(message)
     return path
+
+
+def promtool() -> str:
+    return require_binary("promtool")
 
 
 @pytest.fixture

@@ -1,0 +1,346 @@
+"""Static checks of the Grafana dashboards in grafana/dashboards/.
+
+Every dashboard must parse, follow the conventions of issue 3 (datasource variable, descriptions,
+units, $__rate_interval, fixed unique uids), and every PromQL expression must parse and name only
+metrics the exporter exports or the recording rules record. Expressions are parsed by promtool:
+they are written, with the Grafana variables substituted, as recording rules into a temporary
+file and checked with `promtool check rules`. Without promtool these tests skip, except in CI
+(CI=true), where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import promtool
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+RULES_FILE = ROOT / "deploy" / "prometheus" / "vastai-rules.yaml"
+DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
+
+# The exporter's metrics (the contract of the core exporter issue).
+EXPORTED_METRICS = {
+    "vastai_worker_cur_load",
+    "vastai_worker_cur_load_rolling_avg",
+    "vastai_worker_cur_perf",
+    "vastai_worker_disk_usage_bytes",
+    "vastai_worker_dlperf",
+    "vastai_worker_loaded_timestamp_seconds",
+    "vastai_worker_measured_perf",
+    "vastai_worker_perf",
+    "vastai_worker_reliability",
+    "vastai_worker_reqs_working",
+    "vastai_worker_status",
+    "vastai_target_up",
+    "vastai_target_workers",
+    "vastai_target_last_success_timestamp_seconds",
+    "vastai_target_poll_duration_seconds",
+    "vastai_target_poll_errors_total",
+    "vastai_exporter_build_info",
+}
+REQUIRED_VARIABLES = ["datasource", "job", "endpoint", "worker_group", "worker"]
+DATASOURCE_UID = "${datasource}"
+VARIABLE_QUERY_RE = re.compile(r"label_values\((.+),\s*\w+\s*\)|query_result\((.+)\)", re.S)
+
+# PromQL words that look like metric names but are not.
+PROMQL_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
+STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+REGEX_MATCHER_RE = re.compile(r'[=!]~\s*(?:"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`)')
+USER_VARIABLE_RE = re.compile(
+    r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[([A-Za-z_]\w*)\]\]"
+)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def all_panels(dashboard: dict) -> list[dict]:
+    """Every panel, including those nested in collapsed rows."""
+    out = []
+    for panel in dashboard.get("panels", []):
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def data_panels(dashboard: dict) -> list[dict]:
+    return [p for p in all_panels(dashboard) if p.get("type") != "row"]
+
+
+def variable_expressions(dashboard: dict) -> list[tuple[str, str]]:
+    """(name, PromQL) of the query variables: label_values(SELECTOR, label), query_result(EXPR)."""
+    out = []
+    for var in dashboard["templating"]["list"]:
+        if var.get("type") != "query":
+            continue
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        query = query.strip()
+        if m := VARIABLE_QUERY_RE.fullmatch(query):
+            out.append((var["name"], m.group(1) or m.group(2)))
+    return out
+
+
+def expressions(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, expr) for every panel target and every variable query."""
+    out = []
+    for panel in data_panels(dashboard):
+        for target in panel.get("targets", []):
+            out.append(
+                (f"{dashboard['uid']} / {panel['title']} / {target['refId']}", target["expr"])
+            )
+    for name, expr in variable_expressions(dashboard):
+        out.append((f"{dashboard['uid']} / variable {name}", expr))
+    return out
+
+
+def all_expressions() -> list[tuple[str, str]]:
+    return [e for path in DASHBOARDS for e in expressions(load(path))]
+
+
+def substitute(expr: str) -> str:
+    """Replace Grafana's variables with values that keep the expression valid PromQL."""
+    expr = re.sub(r"\$\{?__rate_interval\}?|\$\{?__interval\}?", "1m", expr)
+    expr = re.sub(r"\$\{?__range\}?", "1h", expr)
+    return USER_VARIABLE_RE.sub(".*", expr)
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a (substituted) PromQL expression: identifiers that are neither functions,
+    aggregations, keywords, label names, nor inside strings, label matchers or ranges."""
+    s = STRING_RE.sub('""', expr)
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    names = set()
+    for m in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", s):
+        name, is_call = m.group(1), m.group(2)
+        if is_call or name.lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def recorded_names() -> set[str]:
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    return {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_the_two_dashboards_exist():
+    names = {p.name for p in DASHBOARDS}
+    assert {"vastai-overview.json", "vastai-workers.json"} <= names
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_basics(path):
+    dashboard = load(path)
+    assert dashboard["schemaVersion"] >= 39
+    assert re.fullmatch(r"[a-z0-9-]{1,40}", dashboard["uid"]), "a fixed, readable uid"
+    assert dashboard.get("id") is None, "no database id in a provisioned dashboard"
+    assert "vastai" in dashboard["tags"]
+    assert dashboard["title"].startswith("Vast.ai Serverless / ")
+    assert "__inputs" not in dashboard, "the datasource comes from the variable, not an import"
+    panel_ids = [p["id"] for p in all_panels(dashboard)]
+    assert len(panel_ids) == len(set(panel_ids)), "panel ids are unique"
+
+
+def test_uids_and_titles_are_unique():
+    dashboards = [load(p) for p in DASHBOARDS]
+    uids = [d["uid"] for d in dashboards]
+    titles = [d["title"] for d in dashboards]
+    assert len(uids) == len(set(uids))
+    assert len(titles) == len(set(titles))
+    assert {"Vast.ai Serverless / Overview", "Vast.ai Serverless / Workers"} <= set(titles)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_variables(path):
+    variables = {v["name"]: v for v in load(path)["templating"]["list"]}
+    for name in REQUIRED_VARIABLES:
+        assert name in variables, f"variable {name} missing"
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource"
+    assert ds["query"] == "prometheus"
+    for name in REQUIRED_VARIABLES[1:]:
+        var = variables[name]
+        assert var["type"] == "query"
+        assert var["datasource"]["uid"] == DATASOURCE_UID
+        # multi-value variables must match every value (and empty labels) when All is picked
+        if var.get("includeAll"):
+            assert var.get("allValue") == ".*", f"{name}: allValue .* so that All matches all"
+    endpoint = variables["endpoint"]
+    assert endpoint["multi"] is True
+    assert endpoint["includeAll"] is True
+    assert "endpoint_name" in endpoint["definition"], "the endpoint variable is by name"
+    for name in ("worker_group", "worker"):
+        assert variables[name]["multi"] is True
+        assert variables[name]["includeAll"] is True
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_panel_has_title_description_datasource_and_unit(path):
+    dashboard = load(path)
+    panels = data_panels(dashboard)
+    assert len(panels) >= 6
+    for panel in panels:
+        title = panel.get("title", "")
+        assert title.strip(), f"panel {panel['id']} has no title"
+        assert len(panel.get("description", "").strip()) >= 30, f"{title}: no useful description"
+        assert panel.get("datasource") == {"type": "prometheus", "uid": DATASOURCE_UID}, title
+        assert panel["fieldConfig"]["defaults"].get("unit"), f"{title}: no unit"
+        assert panel.get("targets"), f"{title}: no query"
+        for target in panel["targets"]:
+            assert target.get("datasource", {}).get("uid") == DATASOURCE_UID, title
+            assert target.get("expr", "").strip(), f"{title}: empty query"
+        if repeat := panel.get("repeat"):
+            variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+            assert variables[repeat]["multi"], f"{title}: repeats over a multi-value variable"
+
+
+def test_ranges_use_rate_interval():
+    rated = 0
+    for where, expr in all_expressions():
+        unquoted = STRING_RE.sub('""', expr)
+        for window in re.findall(r"\[([^\]]*)\]", unquoted):
+            assert window in ("$__rate_interval", "${__rate_interval}"), f"{where}: [{window}]"
+        rated += bool(re.search(r"\b(?:rate|increase|irate)\s*\(", unquoted))
+    assert rated, "the poll error counter is shown as a rate"
+
+
+def test_variables_only_in_regex_matchers():
+    """Multi-value variables expand to regexes: they belong in =~ or !~ matchers only."""
+    for where, expr in all_expressions():
+        outside = REGEX_MATCHER_RE.sub("", expr)
+        for m in USER_VARIABLE_RE.finditer(outside):
+            name = next(g for g in m.groups() if g)
+            assert name.startswith("__"), f"{where}: ${name} outside a regex matcher"
+    for where, expr in all_expressions():
+        if not where.endswith("/ variable job"):
+            assert 'job=~"$job"' in expr, f"{where}: not filtered by $job"
+
+
+def test_only_known_metrics():
+    known = EXPORTED_METRICS | recorded_names()
+    used = set()
+    for where, expr in all_expressions():
+        names = metric_names(substitute(expr))
+        assert names, f"{where}: no metric found in {expr!r}"
+        assert names <= known, f"{where}: unknown metrics {sorted(names - known)}"
+        used |= names
+    # the dashboards show the exporter's health and use the recording rules
+    assert {
+        "vastai_target_up",
+        "vastai_target_poll_errors_total",
+        "vastai_target_last_success_timestamp_seconds",
+        "vastai_target_poll_duration_seconds",
+    } <= used
+    assert used & recorded_names()
+
+
+def test_metric_name_extraction():
+    expr = (
+        'sum by (reason) (rate(vastai_target_poll_errors_total{job=~".*", id="1e3"}[1m])) '
+        "/ on (job) group_left () endpoint:vastai_worker_perf:sum offset 5m > 1e3 "
+        "and time() - vastai_worker_loaded_timestamp_seconds > bool 0"
+    )
+    assert metric_names(expr) == {
+        "vastai_target_poll_errors_total",
+        "endpoint:vastai_worker_perf:sum",
+        "vastai_worker_loaded_timestamp_seconds",
+    }
+    assert substitute('x{a=~"$endpoint",b=~"${worker:regex}"}[$__rate_interval]') == (
+        'x{a=~".*",b=~".*"}[1m]'
+    )
+
+
+def test_overview_covers_the_issue():
+    exprs = " ".join(e for _, e in expressions(load(DASHBOARD_DIR / "vastai-overview.json")))
+    for needle in (
+        "endpoint_status:vastai_workers:count",  # workers by status
+        "endpoint:vastai_worker_cur_load:sum",  # demand
+        "endpoint:vastai_worker_perf:sum",  # capacity
+        "endpoint:vastai_worker_utilization:ratio",  # their ratio
+        "endpoint:vastai_worker_reqs_working:sum",
+        "endpoint:vastai_worker_reliability:avg",
+        "endpoint:vastai_workers_loading:count",
+        "vastai_worker_loaded_timestamp_seconds",  # time since load
+        "vastai_target_up",
+        "vastai_target_poll_errors_total",
+        "vastai_target_last_success_timestamp_seconds",
+        "vastai_target_poll_duration_seconds",
+    ):
+        assert needle in exprs, needle
+    stacked = [
+        p
+        for p in data_panels(load(DASHBOARD_DIR / "vastai-overview.json"))
+        if "endpoint_status:vastai_workers:count" in p["targets"][0]["expr"]
+    ]
+    assert stacked[0]["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+
+
+def test_workers_dashboard_has_the_table():
+    dashboard = load(DASHBOARD_DIR / "vastai-workers.json")
+    tables = [p for p in data_panels(dashboard) if p["type"] == "table"]
+    assert tables, "a table of workers"
+    exprs = " ".join(t["expr"] for t in tables[0]["targets"])
+    for metric in (
+        "vastai_worker_status",
+        "vastai_worker_cur_load",
+        "vastai_worker_perf",
+        "vastai_worker_reliability",
+        "vastai_worker_disk_usage_bytes",
+        "vastai_worker_loaded_timestamp_seconds",
+    ):
+        assert metric in exprs, metric
+    series = [p for p in data_panels(dashboard) if p["type"] == "timeseries"]
+    assert len(series) >= 5, "per-worker time series"
+    for panel in series:
+        for target in panel["targets"]:
+            assert 'worker_id=~"$worker"' in target["expr"], panel["title"]
+
+
+def test_every_expression_parses(tmp_path):
+    tool = promtool()
+    exprs = all_expressions()
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [
+                    {"record": f"dashboard:expr_{i}:check", "expr": substitute(expr)}
+                    for i, (_, expr) in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-exprs.yaml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    proc = subprocess.run(
+        [tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    listing = "\n".join(f"{i}: {where}: {expr}" for i, (where, expr) in enumerate(exprs))
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{listing}"

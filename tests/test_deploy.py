@@ -1,0 +1,395 @@
+"""Checks of the container and deployment files, read as text: no Docker engine or Kubernetes
+cluster runs here. Dockerfile, .dockerignore, deploy/docker-compose.yml, deploy/demo-config.yaml,
+deploy/kubernetes/ and grafana/provisioning/.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+CONFIG_PATH = "/etc/vastai-exporter/config.yaml"
+CONFIG_KEYS = {
+    "vast": {"api_url", "console_url", "api_key_file", "timeout"},
+    "polling": {"interval", "concurrency", "stale_after"},
+    "endpoints": None,
+    "worker_groups": None,
+}
+
+
+# ------------------------------------------------------------------------------ Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    lines: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    out = []
+    for line in lines:
+        instruction, _, args = line.partition(" ")
+        out.append((instruction.upper(), args.strip()))
+    return out
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for instruction, args in dockerfile_instructions():
+        if instruction == "FROM":
+            result.append([])
+        result[-1].append((instruction, args))
+    return result
+
+
+def test_dockerfile_is_multi_stage_on_pinned_slim_python():
+    all_stages = stages()
+    assert len(all_stages) >= 2
+    for stage in all_stages:
+        image = stage[0][1].split()[0]
+        assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", image), image
+    final = all_stages[-1]
+    copies = [args for instruction, args in final if instruction == "COPY"]
+    assert any(args.startswith("--from=") for args in copies), "the runtime copies the build"
+    build = " ".join(args for instruction, args in all_stages[0] if instruction == "RUN")
+    assert "pip install" in build and re.search(r"pip install[^&]* \.(\s|$)", build)
+    final_runs = " ".join(args for instruction, args in final if instruction == "RUN")
+    assert "pip install" not in final_runs, "no build tooling in the runtime stage"
+
+
+def test_dockerfile_runs_as_numeric_non_root_user():
+    final = stages()[-1]
+    users = [args for instruction, args in final if instruction == "USER"]
+    assert users, "USER in the runtime stage"
+    user = users[-1].split(":")[0]
+    assert user.isdigit() and int(user) != 0, "numeric so that runAsNonRoot can check it"
+
+
+def test_dockerfile_expose_healthcheck_entrypoint_cmd():
+    final = dict(stages()[-1])
+    assert "9840" in final["EXPOSE"].split()
+    healthcheck = final["HEALTHCHECK"]
+    assert "/-/healthy" in healthcheck
+    assert "CMD" in healthcheck and "python" in healthcheck
+    assert not re.search(r"\b(curl|wget)\b", healthcheck), "the slim image has neither"
+    assert json.loads(final["ENTRYPOINT"]) == ["vastai-exporter"], "exec form"
+    assert json.loads(final["CMD"]) == [f"--config.file={CONFIG_PATH}"]
+
+
+def test_healthcheck_command_is_valid_python():
+    healthcheck = dict(stages()[-1])["HEALTHCHECK"]
+    argv = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
+    assert argv[:2] == ["python", "-c"]
+    compile(argv[2], "<healthcheck>", "exec")
+    assert "127.0.0.1:9840/-/healthy" in argv[2]
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` out of the build context (last matching pattern wins)."""
+    parts = PurePosixPath(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        for candidate in candidates:
+            if fnmatch.fnmatch(candidate, pattern) or (
+                pattern.startswith("**/") and fnmatch.fnmatch(candidate.split("/")[-1], pattern[3:])
+            ):
+                ignored = not negate
+                break
+    return ignored
+
+
+def test_dockerignore_keeps_secrets_and_clutter_out():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    for kept in ("pyproject.toml", "README.md", "exporter/__init__.py"):
+        assert not dockerignored(kept, patterns), kept
+    for left_out in (
+        ".git/config",
+        "config.yaml",
+        "tests/test_deploy.py",
+        ".venv/bin/python",
+        "exporter/__pycache__/cli.cpython-312.pyc",
+    ):
+        assert dockerignored(left_out, patterns), left_out
+
+
+# ---------------------------------------------------------------------------------- compose
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def bind_mounts(service: dict) -> dict[str, str]:
+    """target -> source (resolved from deploy/) of a service's bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            out[target] = str((DEPLOY / source).resolve())
+    return out
+
+
+def test_compose_services():
+    services = compose()["services"]
+    assert {"simulator", "vastai-exporter", "prometheus", "grafana"} <= set(services)
+    simulator = services["simulator"]
+    assert simulator["command"] == ["simulate", "--listen", "0.0.0.0:8080"]
+    assert simulator.get("healthcheck", {}).get("disable") is True, "it does not serve :9840"
+    for name in ("simulator", "vastai-exporter"):
+        assert services[name]["build"]["context"] == ".."
+        assert (DEPLOY / services[name]["build"]["context"] / "Dockerfile").is_file()
+    for name in ("prometheus", "grafana"):
+        image = services[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pinned image"
+
+
+def test_compose_exporter_polls_the_simulator():
+    exporter = compose()["services"]["vastai-exporter"]
+    mounts = bind_mounts(exporter)
+    assert mounts[CONFIG_PATH] == str(DEPLOY / "demo-config.yaml")
+    assert exporter["environment"]["VAST_API_KEY"], "any non-empty key"
+    assert "9840:9840" in exporter["ports"]
+    config = yaml.safe_load((DEPLOY / "demo-config.yaml").read_text())
+    assert config["vast"]["api_url"] == "http://simulator:8080"
+    assert config["endpoints"] and config["worker_groups"]
+
+
+def test_compose_has_a_commented_real_key_variant():
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    commented = "\n".join(ln for ln in text.splitlines() if ln.lstrip().startswith("#"))
+    assert "VAST_API_KEY" in commented
+    assert "secrets:" in commented
+    assert "api_key_file" in commented
+
+
+def test_compose_prometheus_loads_config_and_rules():
+    prometheus = compose()["services"]["prometheus"]
+    mounts = bind_mounts(prometheus)
+    config_target = next(
+        arg.split("=", 1)[1] for arg in prometheus["command"] if arg.startswith("--config.file=")
+    )
+    assert mounts[config_target] == str(DEPLOY / "prometheus" / "prometheus.yml")
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        target = str(PurePosixPath(config_target).parent / rule_file)
+        assert mounts[target] == str(DEPLOY / "prometheus" / rule_file)
+    # the scrape target is the compose service
+    targets = [
+        t for sc in config["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]
+    ]
+    assert "vastai-exporter:9840" in targets
+
+
+def test_compose_grafana_is_provisioned():
+    grafana = compose()["services"]["grafana"]
+    mounts = bind_mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == str(ROOT / "grafana" / "provisioning")
+    dashboards_target = next(
+        t for t, s in mounts.items() if s == str(ROOT / "grafana" / "dashboards")
+    )
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/vastai.yaml").read_text())
+    assert [p["options"]["path"] for p in provider["providers"]] == [dashboards_target]
+    assert provider["providers"][0]["type"] == "file"
+    home = grafana["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert (ROOT / "grafana" / "dashboards" / PurePosixPath(home).name).is_file()
+        assert str(PurePosixPath(home).parent) == dashboards_target
+
+
+def test_grafana_datasource_is_the_compose_prometheus():
+    doc = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    (datasource,) = doc["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource.get("isDefault") is True
+    assert "9090:9090" in compose()["services"]["prometheus"]["ports"]
+
+
+# ------------------------------------------------------------------------ exporter configs
+
+
+def check_config_keys(config: dict, where: str) -> None:
+    assert set(config) <= set(CONFIG_KEYS), (
+        f"{where}: unknown keys {set(config) - set(CONFIG_KEYS)}"
+    )
+    for section, keys in CONFIG_KEYS.items():
+        if keys and section in config:
+            assert set(config[section]) <= keys, f"{where}: unknown keys in {section}"
+    assert "api_key" not in config.get("vast", {}), f"{where}: never an inline key"
+    for endpoint in config.get("endpoints", []):
+        assert set(endpoint) <= {"id", "name"} and isinstance(endpoint["id"], int)
+    for group in config.get("worker_groups", []):
+        assert set(group) <= {"id", "endpoint_id"} and isinstance(group["id"], int)
+
+
+def k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def k8s(kind: str) -> list[dict]:
+    return [d for d in k8s_docs() if d["kind"] == kind]
+
+
+def test_example_configs_use_only_known_keys():
+    check_config_keys(yaml.safe_load((DEPLOY / "demo-config.yaml").read_text()), "demo-config")
+    (configmap,) = k8s("ConfigMap")
+    check_config_keys(yaml.safe_load(configmap["data"]["config.yaml"]), "k8s ConfigMap")
+
+
+def test_demo_config_passes_the_exporter_check():
+    """The exporter's own validation, once the package provides it."""
+    pytest.importorskip("exporter.cli")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--check-config",
+            f"--config.file={DEPLOY / 'demo-config.yaml'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "VAST_API_KEY": "demo-key-for-the-simulator"},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_demo_config_polls_what_the_simulator_serves():
+    simulator = pytest.importorskip("exporter.simulator")
+    config = yaml.safe_load((DEPLOY / "demo-config.yaml").read_text())
+    configured = {("endpoint", e["id"], e.get("name", "")) for e in config["endpoints"]}
+    configured |= {("worker_group", g["id"], g.get("endpoint_id")) for g in config["worker_groups"]}
+    served = {
+        (t.kind, t.id, t.name if t.kind == "endpoint" else t.endpoint_id)
+        for t in simulator.demo_targets()
+    }
+    assert configured == served
+
+
+# ------------------------------------------------------------------------------ kubernetes
+
+
+def exporter_container() -> tuple[dict, dict]:
+    (deployment,) = k8s("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if "vastai-exporter" in c["image"]]
+    return pod, container
+
+
+def test_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+
+
+def test_deployment_has_an_app_and_the_exporter_sidecar():
+    pod, exporter = exporter_container()
+    assert len(pod["containers"]) >= 2
+    assert f"--config.file={CONFIG_PATH}" in exporter["args"]
+    (port,) = exporter["ports"]
+    assert port["containerPort"] == 9840
+
+
+def test_exporter_key_comes_from_a_secret():
+    pod, exporter = exporter_container()
+    (secret,) = k8s("Secret")
+    env = {e["name"]: e for e in exporter.get("env", [])}
+    if "VAST_API_KEY" in env:
+        ref = env["VAST_API_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret.get("stringData", {}) | secret.get("data", {})
+        assert "value" not in env["VAST_API_KEY"], "never the key in the manifest"
+    else:
+        secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+        assert secret_volumes & {m["name"] for m in exporter["volumeMounts"]}
+
+
+def test_exporter_config_is_mounted_from_the_configmap():
+    pod, exporter = exporter_container()
+    (configmap,) = k8s("ConfigMap")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mount = next(
+        m for m in exporter["volumeMounts"] if m["mountPath"] == str(Path(CONFIG_PATH).parent)
+    )
+    assert volumes[mount["name"]]["configMap"]["name"] == configmap["metadata"]["name"]
+    assert "config.yaml" in configmap["data"]
+
+
+def probe_port(container: dict, probe: dict) -> int:
+    port = probe["httpGet"]["port"]
+    if isinstance(port, str):
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    return port
+
+
+def test_exporter_probes():
+    _, exporter = exporter_container()
+    assert exporter["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert probe_port(exporter, exporter[probe]) == 9840
+
+
+def test_every_container_is_hardened_and_bounded():
+    pod, _ = exporter_container()
+    pod_context = pod.get("securityContext", {})
+    for container in pod["containers"]:
+        name = container["name"]
+        context = container.get("securityContext", {})
+        assert context.get("readOnlyRootFilesystem") is True, name
+        assert context.get("allowPrivilegeEscalation") is False, name
+        assert (context.get("runAsNonRoot") or pod_context.get("runAsNonRoot")) is True, name
+        assert context.get("runAsUser", pod_context.get("runAsUser", 1)) != 0, name
+        assert "ALL" in context.get("capabilities", {}).get("drop", []), name
+        resources = container["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[kind]), f"{name}: {kind}"
+
+
+def test_service_and_servicemonitor_reach_the_exporter():
+    (deployment,) = k8s("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    _, exporter = exporter_container()
+    (service,) = k8s("Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 9840
+    assert port["targetPort"] in {p["name"] for p in exporter["ports"]} | {9840}
+    (monitor,) = k8s("ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == port["name"]
+    assert endpoint.get("path", "/metrics") == "/metrics"
+    # the rules' VastaiExporterAbsent expects job="vastai"
+    assert labels.get(monitor["spec"].get("jobLabel")) == "vastai"

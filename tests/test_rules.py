@@ -1,0 +1,119 @@
+"""Checks of the Prometheus rules and configuration in deploy/prometheus/.
+
+`promtool check rules`, `promtool test rules` and `promtool check config` must pass; every alert
+carries a severity and a summary and description, and is proven by the unit tests both to fire
+and to stay silent. Without promtool the promtool tests skip, except in CI (CI=true), where they
+fail.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .conftest import promtool
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM_DIR = ROOT / "deploy" / "prometheus"
+RULES_FILE = PROM_DIR / "vastai-rules.yaml"
+RULES_TEST_FILE = PROM_DIR / "vastai-rules.test.yaml"
+PROMETHEUS_CONFIG = PROM_DIR / "prometheus.yml"
+
+SEVERITIES = {"critical", "warning", "info"}
+# at least one alert per situation of issue 3
+REQUIRED_ALERTS = {
+    "VastaiExporterAbsent",  # the exporter itself absent
+    "VastaiTargetDown",  # a target down ...
+    "VastaiTargetStale",  # ... or stale for several polls
+    "VastaiEndpointNoReadyWorker",
+    "VastaiEndpointDemandAboveCapacity",
+    "VastaiWorkerStuckLoading",
+    "VastaiWorkerErrorLoop",  # cycling through error/rebooting
+    "VastaiWorkerLowReliability",
+}
+REQUIRED_RECORDS = {
+    "endpoint:vastai_worker_cur_load:sum",
+    "endpoint:vastai_worker_perf:sum",
+    "endpoint:vastai_worker_utilization:ratio",
+    "endpoint:vastai_workers_ready:count",
+}
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [promtool(), *args], capture_output=True, text=True, timeout=120, cwd=PROM_DIR
+    )
+
+
+def rules() -> list[dict]:
+    doc = yaml.safe_load(RULES_FILE.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def alerts() -> list[dict]:
+    return [r for r in rules() if "alert" in r]
+
+
+def test_promtool_check_rules():
+    proc = run_promtool("check", "rules", RULES_FILE.name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_promtool_test_rules():
+    proc = run_promtool("test", "rules", RULES_TEST_FILE.name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_check_config():
+    proc = run_promtool("check", "config", PROMETHEUS_CONFIG.name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_alert_has_severity_summary_description():
+    names = [a["alert"] for a in alerts()]
+    assert len(names) == len(set(names)), "alert names are unique"
+    assert set(names) >= REQUIRED_ALERTS
+    for alert in alerts():
+        name = alert["alert"]
+        assert alert.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = alert.get("annotations", {})
+        assert annotations.get("summary", "").strip(), f"{name}: no summary"
+        assert len(annotations.get("description", "").strip()) >= 40, f"{name}: no description"
+        assert re.fullmatch(r"Vastai[A-Z]\w+", name), f"{name}: CamelCase with the Vastai prefix"
+
+
+def test_recording_rules_follow_the_naming_convention():
+    records = [r["record"] for r in rules() if "record" in r]
+    assert len(records) == len(set(records))
+    assert set(records) >= REQUIRED_RECORDS
+    for record in records:
+        # level:metric:operations
+        assert re.fullmatch(r"[a-z_]+:vastai_[a-z0-9_]+:[a-z0-9_]+", record), record
+
+
+def test_each_alert_is_tested_firing_and_silent():
+    doc = yaml.safe_load(RULES_TEST_FILE.read_text())
+    assert doc["rule_files"] == [RULES_FILE.name]
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for test in doc["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (fires if case.get("exp_alerts") else silent).add(case["alertname"])
+    names = {a["alert"] for a in alerts()}
+    assert names - fires == set(), "alerts never shown to fire"
+    assert names - silent == set(), "alerts never shown to stay silent"
+
+
+def test_prometheus_config_scrapes_the_exporter_and_loads_the_rules():
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert RULES_FILE.name in config["rule_files"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # VastaiExporterAbsent looks for job="vastai"
+    assert "vastai" in jobs
+    assert 'job="vastai"' in RULES_FILE.read_text()
+    targets = [t for sc in jobs["vastai"]["static_configs"] for t in sc["targets"]]
+    assert "vastai-exporter:9840" in targets
