@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -35,7 +37,8 @@ log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
-SHUTDOWN_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
+SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 DEMO_API_KEY = "demo-key-not-a-secret"
 
 
@@ -94,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config",
         action="store_true",
-        help="validate the config file, then exit 0 (valid) or 2 (invalid)",
+        help="validate the config file and find the API key, then exit 0 (valid) or 2",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
@@ -133,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run(None, DEMO_API_KEY, listen)
     try:
         config = load_config(args.config_file)
-        if args.check_config:
-            print(f"{args.config_file}: OK ({len(config.targets)} targets)")
-            return 0
         api_key = resolve_api_key(config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.check_config:
+        print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
+        return 0
     redactor.add_secret(api_key)
     return _run(config, api_key, listen)
 
@@ -183,7 +186,7 @@ async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> N
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _request_stop, stop)
     cleanups: list = []
     try:
         if config is None:
@@ -197,7 +200,28 @@ async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> N
         await _serve_config(config, api_key, listen, stop, cleanups)
     finally:
         for cleanup in reversed(cleanups):
-            await cleanup()
+            try:
+                await cleanup()
+            except Exception:
+                log.exception("error while shutting down")
+
+
+def _request_stop(stop: asyncio.Event) -> None:
+    """First signal: stop gracefully, with a deadline. A second signal: exit at once."""
+    if stop.is_set():
+        _force_exit("second signal")
+        return
+    stop.set()
+    # A poll stuck in a thread (a DNS lookup, say) cannot be cancelled: never wait on it.
+    timer = threading.Timer(SHUTDOWN_DEADLINE, _force_exit, args=("shutdown deadline passed",))
+    timer.daemon = True
+    timer.start()
+
+
+def _force_exit(why: str) -> None:
+    log.warning("exiting without finishing the shutdown", extra={"fields": {"why": why}})
+    logging.shutdown()
+    os._exit(0)
 
 
 async def _serve_config(
@@ -215,7 +239,7 @@ async def _serve_config(
     scheduler = Scheduler(client.fetch_workers, polling, cache.mark_changed)
     cleanups.append(scheduler.stop)
     runner = web.AppRunner(
-        ExporterApp(cache, lambda: scheduler.ready).build(),
+        ExporterApp(cache).build(),
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,21 @@ API_KEY_ENV = "VAST_API_KEY"
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys: the second `endpoints:` would silently win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class ConfigError(Exception):
@@ -77,7 +93,7 @@ class Config:
 def parse_duration(value: Any) -> float:
     """Seconds from `500ms`, `10s`, `5m`, `1h` or a plain number; positive and finite only."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value)  # OverflowError for absurd integers: reported by the caller
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
@@ -97,15 +113,25 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc.__class__.__name__}", file=source) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"not valid YAML{where}", file=source) from None
+        problem = getattr(exc, "problem", None)
+        detail = f": {problem}" if problem and "duplicate key" in problem else ""
+        raise ConfigError(f"not valid YAML{where}{detail}", file=source) from None
+    except RecursionError:
+        raise ConfigError("not valid YAML: nested too deeply", file=source) from None
     try:
-        return parse_config(document if document is not None else {}, source)
+        config = parse_config(document if document is not None else {}, source)
     except ConfigError as exc:
         raise ConfigError(exc.detail, file=source, key=exc.key) from None
+    key_file = config.vast.api_key_file
+    if key_file and not Path(key_file).is_absolute():
+        # Relative to the config file, as Prometheus does, not to the working directory.
+        resolved = str(Path(path).parent / key_file)
+        config = replace(config, vast=replace(config.vast, api_key_file=resolved))
+    return config
 
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
@@ -125,24 +151,29 @@ def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> st
     environ = os.environ if environ is None else environ
     key_file = config.vast.api_key_file
     if key_file:
+        where = {"file": config.source, "key": "vast.api_key_file"}
         try:
             key = Path(key_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = "file not found" if isinstance(exc, FileNotFoundError) else "cannot read it"
-            raise ConfigError(
-                f"{reason}: {key_file}", file=config.source, key="vast.api_key_file"
-            ) from None
+            raise ConfigError(f"{reason}: {key_file}", **where) from None
         if not key:
-            raise ConfigError(f"{key_file} is empty", file=config.source, key="vast.api_key_file")
+            raise ConfigError(f"{key_file} is empty", **where)
+        _check_key(key, f"the key in {key_file}", where)
         return key
     key = environ.get(API_KEY_ENV, "").strip()
+    where = {"file": config.source, "key": "vast.api_key_file"}
     if not key:
-        raise ConfigError(
-            f"no API key: set the {API_KEY_ENV} environment variable or vast.api_key_file",
-            file=config.source,
-            key="vast.api_key_file",
-        )
+        message = f"no API key: set the {API_KEY_ENV} environment variable or vast.api_key_file"
+        raise ConfigError(message, **where)
+    _check_key(key, API_KEY_ENV, where)
     return key
+
+
+def _check_key(key: str, what: str, where: dict[str, str]) -> None:
+    """A key is one token: inner whitespace or control characters mean a malformed file."""
+    if any(char.isspace() or not char.isprintable() for char in key):
+        raise ConfigError(f"{what} contains whitespace or control characters", **where)
 
 
 def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
@@ -167,7 +198,7 @@ def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
 def _field(key: str, parse: Any, value: Any) -> Any:
     try:
         return parse(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ConfigError(str(exc), key=key) from None
 
 
@@ -209,8 +240,16 @@ def _duration(section: dict[str, Any], prefix: str, name: str, default: float) -
 
 
 def _url(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+    """An http(s) base URL: no credentials (the key goes in a header), no query, no spaces."""
+    if not isinstance(value, str) or re.search(r"\s", value):
         raise ValueError(f"expected an http(s) URL, got {value!r}")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in the URL are refused; the key goes in api_key_file")
+    if parts.query or parts.fragment:
+        raise ValueError(f"expected a base URL without query or fragment, got {value!r}")
     return value.rstrip("/")
 
 

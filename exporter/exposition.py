@@ -178,7 +178,7 @@ class MetricsCache:
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
-        self.snapshot = build_snapshot((), stale_after, time.time())
+        self.snapshot = build_snapshot((), stale_after, time.monotonic())
         self.exposition = build_exposition(self.snapshot)
         self.renders = 0
 
@@ -188,7 +188,7 @@ class MetricsCache:
     async def refresh(self) -> None:
         """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
         started = time.monotonic()
-        snapshot = build_snapshot(self._states(), self._stale_after, time.time())
+        snapshot = build_snapshot(self._states(), self._stale_after, time.monotonic())
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)
         self.snapshot, self.exposition = snapshot, exposition

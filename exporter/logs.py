@@ -95,9 +95,9 @@ class JsonFormatter(logging.Formatter):
 
 def _logfmt_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text and not any(char in text for char in ' "=\n\t\\'):
+    if text and text.isprintable() and not any(char in text for char in ' "=\\'):
         return text
-    return json.dumps(text)
+    return json.dumps(text)  # quoted, with control characters (terminal escapes) escaped
 
 
 def setup_logging(level: str, fmt: str) -> RedactingFilter:

@@ -50,7 +50,8 @@ class TargetState:
     polled: bool = False
     up: bool = False
     workers: tuple[Worker, ...] = ()
-    last_success: float | None = None
+    last_success: float | None = None  # wall clock, exported
+    last_success_monotonic: float | None = None  # for staleness, immune to clock steps
     last_attempt: float | None = None
     last_duration: float | None = None
     last_error: str | None = None
@@ -60,10 +61,14 @@ class TargetState:
     retry_after: float | None = None
 
     def holds_workers(self, now: float, stale_after: float) -> bool:
-        """Whether this target's workers are exported: up, or down for less than stale_after."""
+        """Whether this target's workers are exported: up, or down for less than stale_after.
+
+        `now` is time.monotonic(), like last_success_monotonic.
+        """
         if self.up:
             return True
-        return self.last_success is not None and now - self.last_success <= stale_after
+        since = self.last_success_monotonic
+        return since is not None and now - since <= stale_after
 
 
 @dataclass(slots=True)
@@ -86,11 +91,11 @@ class Snapshot:
     targets: tuple[TargetState, ...]
     workers: tuple[WorkerRow, ...]
     held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
-    taken_at: float = 0.0
+    taken_at: float = 0.0  # time.monotonic()
 
 
 def build_snapshot(states: Iterable[TargetState], stale_after: float, now: float) -> Snapshot:
-    """Merge every target's workers into one row per worker id.
+    """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
     The endpoint target decides `endpoint_id`/`endpoint_name` (a group's configured endpoint
     is the fallback), a group target decides `worker_group_id`, and the freshest report wins

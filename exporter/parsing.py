@@ -61,17 +61,17 @@ class Worker:
 
 
 def parse_number(value: Any) -> float | None:
-    """A float from a JSON number or numeric string; None for null, booleans and anything else."""
-    if isinstance(value, bool) or value is None:
+    """A float from a JSON number or numeric string; None for null, booleans and anything else.
+
+    An integer too large for a float is dropped too. NaN and infinities pass through: when the
+    API sends one, that is what it reported.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    try:
+        return float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_worker_id(value: Any) -> str | None:

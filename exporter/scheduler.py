@@ -2,7 +2,8 @@
 
 Each poll replaces the target's frozen TargetState and tells the metrics cache that something
 changed. Log lines are written on state changes only (up -> down with the reason, down -> up),
-so a target that stays down does not flood the log.
+plus one summary when the first round is done, so a target that stays down does not flood the
+log.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 JITTER = 0.05  # each interval is stretched or shrunk by up to 5% so targets drift apart
 MAX_BACKOFF_INTERVALS = 10
+MAX_BACKOFF_EXPONENT = 10  # 2**10 > MAX_BACKOFF_INTERVALS: the cap is reached before this
 MAX_RETRY_AFTER = 3600.0
 
 FetchWorkers = Callable[[Target], Awaitable[list[Worker]]]
@@ -42,6 +44,7 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._first_round_logged = False
 
     def states(self) -> tuple[TargetState, ...]:
         return tuple(self._states.values())
@@ -81,34 +84,49 @@ class Scheduler:
             await asyncio.sleep(self._next_delay(self._states[key]))
 
     async def poll(self, key: str) -> None:
-        """Poll one target once and record the outcome."""
+        """Poll one target once and record the outcome; no exception ends a target's polling."""
         state = self._states[key]
         started = time.monotonic()
         try:
             workers = await self._fetch(state.target)
         except PollError as exc:
             outcome = self._failed(state, exc, time.monotonic() - started)
+        except Exception as exc:  # a bug or an input nobody foresaw: report it, keep polling
+            log.debug("unexpected poll failure", exc_info=True)
+            error = PollError("invalid_response", f"unexpected {type(exc).__name__}: {exc}")
+            outcome = self._failed(state, error, time.monotonic() - started)
         else:
             outcome = self._succeeded(state, workers, time.monotonic() - started)
         current = self._states.get(key)
         if current is not None:  # set_targets may have relabelled it while we waited
             self._states[key] = replace(outcome, target=current.target)
             self._on_change()
+            self._log_first_round()
+
+    def _log_first_round(self) -> None:
+        if self._first_round_logged or not self.ready:
+            return
+        self._first_round_logged = True
+        states = self._states.values()
+        up = sum(state.up for state in states)
+        workers = sum(len(state.workers) for state in states if state.up)
+        fields = {"targets_up": up, "targets_down": len(self._states) - up, "workers": workers}
+        log.info("first poll round done", extra={"fields": fields})
 
     def _succeeded(self, state: TargetState, workers: list[Worker], duration: float) -> TargetState:
         now = time.time()
-        if not state.up:
-            level = logging.INFO if state.polled else logging.DEBUG
+        if state.polled and not state.up:
             fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
-            if state.polled and state.last_success is not None:
+            if state.last_success is not None:
                 fields["down_for"] = f"{now - state.last_success:.0f}s"
-            log.log(level, "target up", extra={"fields": fields})
+            log.info("target up", extra={"fields": fields})
         return replace(
             state,
             polled=True,
             up=True,
             workers=tuple(workers),
             last_success=now,
+            last_success_monotonic=time.monotonic(),
             last_attempt=now,
             last_duration=duration,
             last_error=None,
@@ -118,14 +136,16 @@ class Scheduler:
         )
 
     def _failed(self, state: TargetState, error: PollError, duration: float) -> TargetState:
-        if not state.polled or state.up or state.last_error != error.reason:
-            fields = {
-                "kind": state.target.kind,
-                "id": state.target.id,
-                "reason": error.reason,
-                "error": error.message,
-            }
+        fields = {
+            "kind": state.target.kind,
+            "id": state.target.id,
+            "reason": error.reason,
+            "error": error.message,
+        }
+        if not state.polled or state.up:
             log.warning("target down", extra={"fields": fields})
+        elif state.last_error != error.reason:
+            log.debug("target still down, other reason", extra={"fields": fields})
         errors = list(state.errors)
         errors[REASONS.index(error.reason)] += 1
         streak = state.rate_limited_streak + 1 if error.reason == "rate_limited" else 0
@@ -143,11 +163,16 @@ class Scheduler:
         )
 
     def _next_delay(self, state: TargetState) -> float:
-        """The interval with jitter; after 429s, exponential backoff and Retry-After."""
-        interval = self._polling.interval
-        if state.rate_limited_streak:
-            delay = min(interval * 2**state.rate_limited_streak, MAX_BACKOFF_INTERVALS * interval)
-            if state.retry_after is not None:
-                delay = max(delay, min(state.retry_after, MAX_RETRY_AFTER))
-            return delay
+        return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)
+
+
+def next_delay(interval: float, rate_limited_streak: int, retry_after: float | None) -> float:
+    """The interval with jitter; after consecutive 429s, exponential backoff up to 10 intervals,
+    or longer if the API's Retry-After asks for it (capped at an hour)."""
+    if not rate_limited_streak:
         return interval * random.uniform(1 - JITTER, 1 + JITTER)
+    exponent = min(rate_limited_streak, MAX_BACKOFF_EXPONENT)
+    delay = min(interval * 2**exponent, MAX_BACKOFF_INTERVALS * interval)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay

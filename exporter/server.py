@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -35,9 +34,9 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 class ExporterApp:
     """Builds the aiohttp application over the metrics cache and the scheduler's readiness."""
 
-    def __init__(self, cache: MetricsCache, is_ready: Callable[[], bool]) -> None:
+    def __init__(self, cache: MetricsCache) -> None:
         self._cache = cache
-        self._is_ready = is_ready
+        self._ready = False
 
     def build(self) -> web.Application:
         app = web.Application()
@@ -69,7 +68,10 @@ class ExporterApp:
         return web.Response(text="Healthy.\n")
 
     async def ready(self, request: web.Request) -> web.Response:
-        if self._is_ready():
+        """200 once /metrics holds a poll of every target; it then stays 200."""
+        targets = self._cache.snapshot.targets
+        self._ready = self._ready or (bool(targets) and all(state.polled for state in targets))
+        if self._ready:
             return web.Response(text="Ready.\n")
         return web.Response(status=503, text="Not ready: not every target has been polled yet.\n")
 

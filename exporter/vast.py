@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -31,8 +34,16 @@ def create_session(concurrency: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         headers={"User-Agent": f"vastai-exporter/{__version__}"},
-        trust_env=True,
+        trust_env=False,  # it would also read ~/.netrc, whose credentials clash with our header
     )
+
+
+def proxy_for(url: str) -> str | None:
+    """The HTTP(S)_PROXY that applies to `url` (NO_PROXY honoured), as curl would use it."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 class VastClient:
@@ -52,6 +63,7 @@ class VastClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_response_bytes = max_response_bytes
         self._group_path: str | None = None
+        self._proxy = proxy_for(self._api_url)
 
     async def fetch_workers(self, target: Target) -> list[Worker]:
         """The target's workers; raises PollError with a key-free message on any failure."""
@@ -67,7 +79,9 @@ class VastClient:
             raise
 
     async def _fetch_worker_group(self, group_id: int) -> list[Worker]:
-        paths = (self._group_path,) if self._group_path else WORKER_GROUP_PATHS
+        """Try the path that worked last first; on 404 the others, and remember what works."""
+        first = self._group_path or WORKER_GROUP_PATHS[0]
+        paths = (first, *(path for path in WORKER_GROUP_PATHS if path != first))
         for index, path in enumerate(paths):
             try:
                 workers = await self._fetch(path, group_id)
@@ -98,11 +112,14 @@ class VastClient:
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                proxy=self._proxy,
             ) as response:
                 body = await self._read_capped(response)
                 return response.status, response.headers, body
         except TimeoutError:
             raise PollError("timeout", f"no answer within {self._timeout.total:g}s") from None
+        except aiohttp.ClientResponseError as exc:  # not HTTP: bad status line, huge headers
+            raise PollError("invalid_response", f"malformed HTTP answer: {exc.message}") from None
         except aiohttp.ClientError as exc:
             raise PollError("connection", f"{type(exc).__name__}: {exc}") from None
 
@@ -146,7 +163,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

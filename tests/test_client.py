@@ -127,6 +127,8 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("²", now) is None  # str.isdigit() would say yes
+    assert parse_retry_after("9" * 400, now) is None
 
 
 async def test_an_echoed_key_is_redacted_from_the_message(fake_vast: FakeVast) -> None:
@@ -150,3 +152,19 @@ async def test_large_bodies_are_parsed_too(fake_vast: FakeVast) -> None:
     fake_vast.set("endpoint", 10, workers(*many, shape="object"))
     result = await fetch(fake_vast, ENDPOINT)
     assert len(result) == 3000 and {w.status for w in result} == {"ready"}
+
+
+async def test_a_remembered_group_path_that_starts_to_404_falls_back_again() -> None:
+    fake = await FakeVast(API_KEY, group_paths=(AUTOGROUP_PATH,)).start()
+    try:
+        fake.set("worker_group", 20, workers(worker(5)))
+        async with create_session(4) as session:
+            client = VastClient(session, fake.url, API_KEY, timeout=2.0)
+            assert [w.id for w in await client.fetch_workers(GROUP)] == ["5"]
+            fake.group_paths = (WORKERGROUP_PATH,)  # Vast renames the call
+            assert [w.id for w in await client.fetch_workers(GROUP)] == ["5"]
+            assert [w.id for w in await client.fetch_workers(GROUP)] == ["5"]
+        assert len(fake.requests_for(AUTOGROUP_PATH)) == 2
+        assert len(fake.requests_for(WORKERGROUP_PATH)) == 2
+    finally:
+        await fake.close()

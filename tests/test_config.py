@@ -75,6 +75,14 @@ def test_defaults_apply_when_sections_are_missing() -> None:
         ({"endpoints": [{"id": 1}], "vast": {"api_url": "run.vast.ai"}}, "vast.api_url", "URL"),
         ({"endpoints": [{"id": 1}], "vast": "x"}, "vast", "mapping"),
         ({}, "endpoints", "no targets"),
+        ({"endpoints": [{"id": 1}], "polling": {"interval": 10**400}}, "polling.interval", ""),
+        (
+            {"endpoints": [{"id": 1}], "vast": {"api_url": "https://u:p@run.vast.ai"}},
+            "vast.api_url",
+            "credentials",
+        ),
+        ({"endpoints": [{"id": 1}], "vast": {"api_url": "https://x y"}}, "vast.api_url", "URL"),
+        ({"endpoints": [{"id": 1}], "vast": {"api_url": "https://h/?a=1"}}, "vast.api_url", ""),
     ],
 )
 def test_invalid_configs_name_the_key(tmp_path: Path, document: dict, key: str, words: str) -> None:
@@ -134,3 +142,35 @@ def test_group_endpoint_name_comes_from_configured_endpoint() -> None:
     )
     assert config.targets[1] == Target("worker_group", 50, "", 5, "embed")
     assert config.targets[2] == Target("worker_group", 60, "", 6, "")
+
+
+def test_duplicate_yaml_keys_and_deep_nesting_are_refused(tmp_path: Path) -> None:
+    duplicated = tmp_path / "dup.yaml"
+    duplicated.write_text("endpoints: [{id: 1}]\nendpoints: [{id: 2}]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'endpoints'"):
+        load_config(duplicated)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("endpoints: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError):
+        load_config(deep)
+
+
+def test_key_with_inner_whitespace_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("first-line\nsecond-line\n")
+    config = parse_config({"endpoints": [{"id": 1}], "vast": {"api_key_file": str(key_file)}})
+    with pytest.raises(ConfigError, match="whitespace or control") as caught:
+        resolve_api_key(config, {})
+    assert "first-line" not in str(caught.value)
+    with pytest.raises(ConfigError, match="VAST_API_KEY contains"):
+        resolve_api_key(parse_config({"endpoints": [{"id": 1}]}), {"VAST_API_KEY": "a\x1bb"})
+
+
+def test_relative_key_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "key").write_text("k-123\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("vast: {api_key_file: secrets/key}\nendpoints: [{id: 1}]\n")
+    config = load_config(path)
+    assert config.vast.api_key_file == str(tmp_path / "secrets" / "key")
+    assert resolve_api_key(config, {}) == "k-123"

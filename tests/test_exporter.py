@@ -331,13 +331,21 @@ async def test_missing_config_and_missing_key_exit_2(start_exporter, tmp_path) -
     assert "Traceback" not in log
 
 
-async def test_check_config_and_version_exit_0(start_exporter) -> None:
-    code, _ = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", "--check-config", key=None)
-    assert code == 0
-    exporter = await start_exporter(None, "--version", wait_started=False)
-    assert await exporter.wait() == 0
+async def stdout_of(start_exporter, config, *args: str, key: str | None = API_KEY):
+    """Exit code and standard output of one CLI run."""
+    exporter = await start_exporter(config, *args, key=key, wait_started=False)
+    code = await exporter.wait()
     assert exporter.proc is not None and exporter.proc.stdout is not None
-    assert (await exporter.proc.stdout.read()).decode().strip() == "vastai-exporter 0.1.0"
+    return code, (await exporter.proc.stdout.read()).decode()
+
+
+async def test_check_config_and_version_exit_0(start_exporter) -> None:
+    config = "endpoints: [{id: 1}]\n"
+    code, out = await stdout_of(start_exporter, config, "--check-config")
+    assert code == 0 and "OK (1 targets, API key found)" in out
+    code, log = await run_cli(start_exporter, config, "--check-config", key=None)
+    assert code == 2 and "VAST_API_KEY" in log
+    assert await stdout_of(start_exporter, None, "--version") == (0, "vastai-exporter 0.1.0\n")
 
 
 async def test_port_in_use_exits_1(fake_vast, start_exporter) -> None:

@@ -30,10 +30,24 @@ def snapshot() -> Snapshot:
         worker(11, status=None, reliability="0.5", disk_usage=1e22, loaded_at=1724275993.997),
         worker(12, cur_perf=123456789012, reqs_working=0),
     ]
+
+    def polled(target: Target, up: bool, raw: list, duration: float) -> TargetState:
+        return TargetState(
+            target,
+            polled=True,
+            up=up,
+            workers=tuple(parse_workers_payload(raw)),
+            last_success=NOW if up else None,
+            last_success_monotonic=NOW if up else None,
+            last_duration=duration,
+            last_error=None if up else "timeout",
+            errors=(0, 0, 0, 0, 3, 0, 0, 0),
+        )
+
     states = [
-        TargetState(endpoint, True, True, tuple(parse_workers_payload(items)), NOW, NOW, 0.2),
-        TargetState(group, True, True, tuple(parse_workers_payload(items[:2])), NOW, NOW, 0.1),
-        TargetState(lone, True, False, (), None, NOW, 1.0, "timeout", "slow", (0,) * 8),
+        polled(endpoint, True, items, 0.2),
+        polled(group, True, items[:2], 0.1),
+        polled(lone, False, [], 1.0),
         TargetState(Target("endpoint", 4)),
     ]
     return build_snapshot(states, 300, NOW)

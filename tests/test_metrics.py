@@ -29,6 +29,7 @@ def state(target: Target, *items: dict, up: bool = True, at: float = NOW) -> Tar
         up=up,
         workers=tuple(parse_workers_payload(list(items))),
         last_success=at,
+        last_success_monotonic=at,
         last_duration=0.1,
     )
 
@@ -133,3 +134,12 @@ def test_readme_documents_every_exported_metric() -> None:
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
     assert len(names) == 17
     assert {name for name in names if f"`{name}`" not in readme} == set()
+
+
+def test_the_endpoint_target_beats_a_group_configured_endpoint() -> None:
+    misconfigured_group = Target("worker_group", 20, "", 99, "wrong")
+    for order in (1, -1):
+        states = [state(misconfigured_group, worker(1)), state(ENDPOINT, worker(1))][::order]
+        labels = worker_labels(parse_metrics(render(build_snapshot(states, 300, NOW)).decode()))
+        assert (labels["1"]["endpoint_id"], labels["1"]["endpoint_name"]) == ("10", "chat")
+        assert labels["1"]["worker_group_id"] == "20"

@@ -1,0 +1,87 @@
+"""The baseline of bench_scrape.py: a Vast exporter written the usual way.
+
+One prometheus-client `Gauge` per worker field, `.labels(...).set(...)` per worker, served by
+`start_http_server`, which walks and renders every series on every scrape (and gzips on request).
+It polls each endpoint once at start, which is all a scrape benchmark needs. Metric names, HELP
+texts and labels are the exporter's own, so both serve the same bytes' worth of series.
+
+    VAST_API_KEY=... python benchmarks/baseline_exporter.py --api-url URL --endpoints N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Gauge, start_http_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from exporter.metrics import STATUS_HELP, WORKER_FAMILIES, WORKER_LABELS
+from exporter.parsing import WORKER_FIELDS, parse_number
+
+HELP = dict(WORKER_FAMILIES)
+# API field -> (gauge, scale)
+GAUGES = {
+    field: (Gauge(f"vastai_worker_{metric}", HELP[metric], WORKER_LABELS), scale)
+    for field, metric, scale in WORKER_FIELDS
+}
+STATUS = Gauge("vastai_worker_status", STATUS_HELP, [*WORKER_LABELS, "status"])
+
+
+def fetch_workers(api_url: str, api_key: str, endpoint_id: int) -> list[dict[str, Any]]:
+    """POST /get_endpoint_workers/ for one endpoint; either response shape."""
+    request = urllib.request.Request(
+        f"{api_url.rstrip('/')}/get_endpoint_workers/",
+        data=json.dumps({"id": endpoint_id}).encode(),
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.load(response)
+    return payload["workers"] if isinstance(payload, dict) else payload
+
+
+def export(endpoint_id: int, workers: list[dict[str, Any]]) -> None:
+    """Set one labelled child per field per worker, as most exporters do."""
+    name = f"endpoint-{endpoint_id}"  # as benchmarks/common.py names the configured endpoints
+    for item in workers:
+        labels = (str(endpoint_id), name, "", str(item["id"]))
+        for field, (gauge, scale) in GAUGES.items():
+            value = parse_number(item.get(field))
+            if value is not None:
+                gauge.labels(*labels).set(value * scale)
+        status = item.get("status")
+        if isinstance(status, str) and status.strip():
+            STATUS.labels(*labels, status.strip().lower()).set(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--endpoints", type=int, required=True, help="how many endpoints")
+    parser.add_argument("--first-id", type=int, default=4001, help="id of the first endpoint")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args()
+    api_key = os.environ["VAST_API_KEY"]
+    for endpoint_id in range(args.first_id, args.first_id + args.endpoints):
+        export(endpoint_id, fetch_workers(args.api_url, api_key, endpoint_id))
+    server, _ = start_http_server(args.port, addr="127.0.0.1")
+    print(f"ready port={server.server_port}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

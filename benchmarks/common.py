@@ -1,0 +1,238 @@
+"""Shared pieces of the benchmarks: fake data, child processes that always stop, /proc readings.
+
+The benchmarks reuse the test harness (the fake Vast API and the exporter child process), so what
+they measure is the same program the integration tests drive. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakevast import Behaviour, FakeVast, worker  # noqa: E402
+from tests.harness import (  # noqa: E402
+    API_KEY,
+    ExporterProcess,
+    base_env,
+    fast_config,
+)
+
+# What Prometheus 2.x/3.x sends on every scrape.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,"
+    "application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+FIRST_ENDPOINT_ID = 4001  # endpoint ids run from here; the baseline is told the same
+FIRST_WORKER_ID = 18_400_000  # Vast instance ids are 8 digits nowadays
+STATUSES = ("running", "loading", "model_loading", "stopped", "inactive", "error")
+STATUS_WEIGHTS = (80, 5, 5, 4, 4, 2)
+STOP_TIMEOUT = 5.0
+
+
+def endpoint_name(endpoint_id: int) -> str:
+    """The name an endpoint is configured with; baseline_exporter.py labels the same way."""
+    return f"endpoint-{endpoint_id}"
+
+
+def endpoint_ids(count: int) -> list[int]:
+    return list(range(FIRST_ENDPOINT_ID, FIRST_ENDPOINT_ID + count))
+
+
+def machine() -> str:
+    """CPU model, cores and Python version: figures mean little without them."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def realistic_worker(rng: random.Random, worker_id: int, now: float) -> dict[str, Any]:
+    """A worker with varied figures, so numbers render and compress like a real fleet's."""
+    measured = rng.uniform(20.0, 400.0)
+    reliability = rng.uniform(0.9, 0.9999)
+    return worker(
+        worker_id,
+        cur_load=round(rng.uniform(0.0, 400.0), 2),
+        cur_load_rolling_avg=rng.uniform(0.0, 300.0),
+        cur_perf=round(rng.uniform(0.0, 250.0), 3),
+        disk_usage=round(rng.uniform(8.0, 200.0), 2),
+        dlperf=rng.uniform(20.0, 400.0),
+        loaded_at=now - rng.uniform(60.0, 14 * 86400.0),
+        measured_perf=measured,
+        perf=measured * reliability,
+        reliability=reliability,
+        reqs_working=rng.randint(0, 12),
+        status=rng.choices(STATUSES, STATUS_WEIGHTS)[0],
+    )
+
+
+def fleet(endpoints: int, workers: int, seed: int = 1) -> dict[int, list[dict[str, Any]]]:
+    """`workers` workers with unique ids spread over `endpoints` endpoints, keyed by endpoint id."""
+    rng = random.Random(seed)
+    now = time.time()
+    ids = endpoint_ids(endpoints)
+    plan: dict[int, list[dict[str, Any]]] = {endpoint_id: [] for endpoint_id in ids}
+    for index in range(workers):
+        plan[ids[index % endpoints]].append(realistic_worker(rng, FIRST_WORKER_ID + index, now))
+    return plan
+
+
+@contextlib.asynccontextmanager
+async def running_fake(
+    plan: dict[int, list[dict[str, Any]]], delay: float = 0.0
+) -> AsyncIterator[FakeVast]:
+    """The in-process fake Vast API serving `plan`, each answer after `delay` seconds."""
+    fake = await FakeVast(API_KEY).start()
+    try:
+        for endpoint_id, items in plan.items():
+            fake.set("endpoint", endpoint_id, Behaviour(workers=items, delay=delay))
+        yield fake
+    finally:
+        await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def running_exporter(
+    api_url: str, ids: Sequence[int], interval: str, concurrency: int
+) -> AsyncIterator[ExporterProcess]:
+    """The real exporter (`python -m exporter`) polling `ids`; stopped however the block ends."""
+    config = fast_config(
+        api_url,
+        vast={"timeout": "30s"},
+        polling={"interval": interval, "concurrency": concurrency},
+        endpoints=[{"id": i, "name": endpoint_name(i)} for i in ids],
+    )
+    with tempfile.TemporaryDirectory(prefix="vastai-bench-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        argv = ["--config.file", str(path), "--web.listen-address", "127.0.0.1:0"]
+        exporter = ExporterProcess(argv, base_env(VAST_API_KEY=API_KEY))
+        try:
+            await exporter.start()
+            yield exporter
+        finally:
+            await stop_exporter(exporter)
+
+
+async def stop_exporter(exporter: ExporterProcess) -> None:
+    """SIGTERM and wait; SIGKILL if it does not go within STOP_TIMEOUT."""
+    if exporter.proc is None:
+        return
+    try:
+        await exporter.stop(timeout=STOP_TIMEOUT)
+    except (TimeoutError, ProcessLookupError):
+        exporter.kill()
+        await exporter.proc.wait()
+
+
+async def stop_child(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM and wait; SIGKILL if it does not go within STOP_TIMEOUT."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size (VmRSS) of a process in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: with few samples, p99 is simply the worst one."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+TARGET_LINE = re.compile(rb"^(vastai_target_\w+)\{([^}]*)\} (\S+)$", re.MULTILINE)
+TargetValues = dict[str, dict[str, float]]  # metric -> labels text -> value
+
+
+def target_values(body: bytes) -> TargetValues:
+    """The per-target samples of an exposition, found by a regex over its tail.
+
+    A full parse takes seconds at 10,000 workers and even prometheus-client's parser on the tail
+    stalls this loop for tens of ms, which would be charged to the exporter's latencies.
+    """
+    values: TargetValues = {}
+    start = body.find(b"# HELP vastai_target_")
+    for match in TARGET_LINE.finditer(body, max(start, 0)):
+        metric, labels, value = (part.decode() for part in match.groups())
+        values.setdefault(metric, {})[labels] = float(value)
+    return values
+
+
+async def scrape_targets(session: aiohttp.ClientSession, base_url: str) -> TargetValues:
+    """One plain-text scrape, reduced to the per-target samples."""
+    async with session.get(base_url + "/metrics") as response:
+        response.raise_for_status()
+        return target_values(await response.read())
+
+
+def exported_workers(values: TargetValues) -> int:
+    return int(sum(values.get("vastai_target_workers", {}).values()))
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.2
+) -> None:
+    """Call `check` until it is true; fail after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run that also turns SIGTERM into a cancellation, so children are stopped."""
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await task
+
+    try:
+        asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; child processes stopped", file=sys.stderr)
+        sys.exit(130)
