@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -27,11 +28,10 @@ from .config import (
     load_config,
     resolve_api_key,
 )
-from .exposition import MetricsCache
-from .logs import LEVELS, setup_logging
-from .scheduler import Scheduler
+from .logs import LEVELS, RedactingFilter, setup_logging
 from .server import ExporterApp
-from .vast import VastClient, create_session
+from .service import Exporter
+from .webconfig import BasicAuth, WebConfig, build_ssl_context, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="log format on stderr (default: logfmt)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        default="",
+        metavar="PATH",
+        help="exporter-toolkit web config: TLS and basic auth (promtool check web-config format)",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="poll a built-in simulated Vast API; needs no key and no config",
@@ -119,6 +126,15 @@ def parse_listen_address(value: str) -> ListenAddress:
     return ListenAddress(host or None, int(port_text))
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run needs besides the config: where to reload it from, TLS/auth, the redactor."""
+
+    config_path: str | None
+    redactor: RedactingFilter
+    web_config: WebConfig = field(default_factory=WebConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:
@@ -132,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {__version__}")
         return 0
     redactor = setup_logging(args.log_level, args.log_format)
-    if args.demo:
-        return _run(None, DEMO_API_KEY, listen)
     try:
+        web_config = load_web_config(args.web_config) if args.web_config else WebConfig()
+        if args.demo:
+            return _run(None, DEMO_API_KEY, listen, RunOptions(None, redactor, web_config))
         config = load_config(args.config_file)
         api_key = resolve_api_key(config)
     except ConfigError as exc:
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
         return 0
     redactor.add_secret(api_key)
-    return _run(config, api_key, listen)
+    return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config))
 
 
 def _fail(message: str) -> int:
@@ -151,9 +168,9 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _run(config: Config | None, api_key: str, listen: ListenAddress) -> int:
+def _run(config: Config | None, api_key: str, listen: ListenAddress, options: RunOptions) -> int:
     try:
-        asyncio.run(serve(config, api_key, listen))
+        asyncio.run(serve(config, api_key, listen, options))
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return 1
@@ -181,13 +198,18 @@ def demo_config(api_url: str) -> Config:
     )
 
 
-async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> None:
+async def serve(
+    config: Config | None,
+    api_key: str,
+    listen: ListenAddress,
+    options: RunOptions,
+) -> None:
     """Run until SIGTERM/SIGINT: poll, render, serve; then stop everything within seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _request_stop, stop)
-    cleanups: list = []
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+    cleanups: list[Callable[[], Awaitable[object]]] = []
     try:
         if config is None:
             sim_runner, sim_url = await simulator.start_simulator("127.0.0.1", 0)
@@ -197,7 +219,7 @@ async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> N
                 "demo mode: polling the built-in simulated Vast API",
                 extra={"fields": {"url": sim_url}},
             )
-        await _serve_config(config, api_key, listen, stop, cleanups)
+        await _serve_config(config, api_key, listen, options, stop, cleanups)
     finally:
         for cleanup in reversed(cleanups):
             try:
@@ -206,10 +228,14 @@ async def serve(config: Config | None, api_key: str, listen: ListenAddress) -> N
                 log.exception("error while shutting down")
 
 
-def _request_stop(stop: asyncio.Event) -> None:
-    """First signal: stop gracefully, with a deadline. A second signal: exit at once."""
+def _request_stop(stop: asyncio.Event, signum: int = signal.SIGTERM) -> None:
+    """First signal: stop gracefully, with a deadline. A second Ctrl-C (SIGINT): exit at once.
+
+    A repeated SIGTERM is ignored: `timeout` and some supervisors deliver it twice at once.
+    """
     if stop.is_set():
-        _force_exit("second signal")
+        if signum == signal.SIGINT:
+            _force_exit("second interrupt")
         return
     stop.set()
     # A poll stuck in a thread (a DNS lookup, say) cannot be cancelled: never wait on it.
@@ -225,54 +251,51 @@ def _force_exit(why: str) -> None:
 
 
 async def _serve_config(
-    config: Config, api_key: str, listen: ListenAddress, stop: asyncio.Event, cleanups: list
+    config: Config,
+    api_key: str,
+    listen: ListenAddress,
+    options: RunOptions,
+    stop: asyncio.Event,
+    cleanups: list[Callable[[], Awaitable[object]]],
 ) -> None:
-    session = create_session(config.polling.concurrency)
-    cleanups.append(session.close)
-    client = VastClient(session, config.vast.api_url, api_key, config.vast.timeout)
-    polling = config.polling
-    cache = MetricsCache(
-        lambda: scheduler.states(),
-        polling.stale_after,
-        refresh_every=min(polling.interval, polling.stale_after),
-    )
-    scheduler = Scheduler(client.fetch_workers, polling, cache.mark_changed)
-    cleanups.append(scheduler.stop)
-    runner = web.AppRunner(
-        ExporterApp(cache).build(),
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-    )
+    exporter = Exporter(config, api_key, options.config_path, options.redactor.add_secret)
+    cleanups.append(exporter.close)
+    web_config = options.web_config
+    auth = BasicAuth(web_config.users) if web_config.users else None
+    app = ExporterApp(exporter.cache, exporter.reload, auth, web_config.headers)
+    runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     cleanups.append(runner.cleanup)
+    tls = build_ssl_context(web_config.tls) if web_config.tls else None
     try:
-        await web.TCPSite(runner, listen.host, listen.port).start()
+        await web.TCPSite(runner, listen.host, listen.port, ssl_context=tls).start()
     except OSError as exc:
         where = f"{listen.host or ''}:{listen.port}"
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, exporter)
     bound = ",".join(_format_address(address) for address in runner.addresses)
-    log.info(
-        "vastai-exporter started",
-        extra={
-            "fields": {
-                "version": __version__,
-                "listen": bound,
-                "targets": len(config.targets),
-                "interval": f"{polling.interval:g}s",
-                "config": config.source,
-            }
-        },
-    )
-    render_task = asyncio.create_task(cache.run(), name="render")
-    cleanups.append(lambda: _cancel(render_task))
-    scheduler.set_targets(config.targets)
+    fields = {
+        "version": __version__,
+        "listen": bound,
+        "tls": tls is not None,
+        "basic_auth": auth is not None,
+        "targets": len(config.targets),
+        "interval": f"{config.polling.interval:g}s",
+        "config": config.source,
+    }
+    log.info("vastai-exporter started", extra={"fields": fields})
+    exporter.start()
     await stop.wait()
     log.info("shutting down")
 
 
-async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+def _reload_soon(exporter: Exporter) -> None:
+    task = asyncio.get_running_loop().create_task(exporter.reload(), name="reload")
+    _RELOADS.add(task)
+    task.add_done_callback(_RELOADS.discard)
+
+
+_RELOADS: set[asyncio.Task[object]] = set()  # keeps SIGHUP reload tasks referenced until done
 
 
 def _format_address(address: object) -> str:

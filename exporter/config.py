@@ -54,6 +54,7 @@ class VastSettings:
     console_url: str = "https://console.vast.ai"
     api_key_file: str | None = None
     timeout: float = 10.0
+    max_response_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class PollingSettings:
     interval: float = 30.0
     concurrency: int = 8
     stale_after: float = 300.0
+    max_workers_per_target: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,8 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+def load_yaml_file(path: str | os.PathLike[str]) -> Any:
+    """A YAML document from a file; every problem is a ConfigError naming the file."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -113,7 +115,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc.__class__.__name__}", file=source) from None
     try:
-        document = yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -122,6 +124,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"not valid YAML{where}{detail}", file=source) from None
     except RecursionError:
         raise ConfigError("not valid YAML: nested too deeply", file=source) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+    source = str(path)
+    document = load_yaml_file(path)
     try:
         config = parse_config(document if document is not None else {}, source)
     except ConfigError as exc:
@@ -136,7 +144,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
-    top = _mapping(document, "", {"vast", "polling", "endpoints", "worker_groups"})
+    top = check_mapping(document, "", {"vast", "polling", "endpoints", "worker_groups"})
     vast = _parse_vast(top.get("vast"))
     polling = _parse_polling(top.get("polling"))
     endpoints = _parse_endpoints(top.get("endpoints"))
@@ -176,13 +184,14 @@ def _check_key(key: str, what: str, where: dict[str, str]) -> None:
         raise ConfigError(f"{what} contains whitespace or control characters", **where)
 
 
-def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+def check_mapping(value: Any, key: str, allowed: set[str] | None) -> dict[str, Any]:
+    """A mapping (None: empty) whose keys are all in `allowed` (None: any key)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"expected a mapping, got {type(value).__name__}", key=key or None)
     for name in value:
-        if name not in allowed:
+        if allowed is not None and name not in allowed:
             full = f"{key}.{name}" if key else str(name)
             if name == "api_key":
                 raise ConfigError(
@@ -203,7 +212,8 @@ def _field(key: str, parse: Any, value: Any) -> Any:
 
 
 def _parse_vast(value: Any) -> VastSettings:
-    section = _mapping(value, "vast", {"api_url", "console_url", "api_key_file", "timeout"})
+    keys = {"api_url", "console_url", "api_key_file", "timeout", "max_response_bytes"}
+    section = check_mapping(value, "vast", keys)
     defaults = VastSettings()
     key_file = section.get("api_key_file")
     if key_file is not None and (not isinstance(key_file, str) or not key_file.strip()):
@@ -215,22 +225,51 @@ def _parse_vast(value: Any) -> VastSettings:
         ),
         api_key_file=key_file,
         timeout=_duration(section, "vast", "timeout", defaults.timeout),
+        max_response_bytes=_field(
+            "vast.max_response_bytes",
+            parse_size,
+            section.get("max_response_bytes", defaults.max_response_bytes),
+        ),
     )
 
 
 def _parse_polling(value: Any) -> PollingSettings:
-    section = _mapping(value, "polling", {"interval", "concurrency", "stale_after"})
+    keys = {"interval", "concurrency", "stale_after", "max_workers_per_target"}
+    section = check_mapping(value, "polling", keys)
     defaults = PollingSettings()
-    concurrency = section.get("concurrency", defaults.concurrency)
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigError(
-            f"must be a positive integer, got {concurrency!r}", key="polling.concurrency"
-        )
     return PollingSettings(
         interval=_duration(section, "polling", "interval", defaults.interval),
-        concurrency=concurrency,
+        concurrency=_positive_int(section, "concurrency", defaults.concurrency),
         stale_after=_duration(section, "polling", "stale_after", defaults.stale_after),
+        max_workers_per_target=_positive_int(
+            section, "max_workers_per_target", defaults.max_workers_per_target
+        ),
     )
+
+
+def _positive_int(section: dict[str, Any], name: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"must be a positive integer, got {value!r}", key=f"polling.{name}")
+    return value
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+_SIZE_UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30})
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an integer or `512KiB`, `32MiB`, `1GB`; positive only."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.match(value)):
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected a size such as 32MiB or a number of bytes, got {value!r}")
+    if size <= 0:
+        raise ValueError(f"must be a positive size, got {value!r}")
+    return size
 
 
 def _duration(section: dict[str, Any], prefix: str, name: str, default: float) -> float:
@@ -280,7 +319,7 @@ def _parse_endpoints(value: Any) -> tuple[Target, ...]:
     seen: set[int] = set()
     for index, entry in enumerate(_entries(value, "endpoints")):
         key = f"endpoints[{index}]"
-        item = _mapping(entry, key, {"id", "name"})
+        item = check_mapping(entry, key, {"id", "name"})
         if "id" not in item:
             raise ConfigError("missing id", key=f"{key}.id")
         target_id = _target_id(item["id"], f"{key}.id")
@@ -298,7 +337,7 @@ def _parse_worker_groups(value: Any, endpoints: tuple[Target, ...]) -> tuple[Tar
     seen: set[int] = set()
     for index, entry in enumerate(_entries(value, "worker_groups")):
         key = f"worker_groups[{index}]"
-        item = _mapping(entry, key, {"id", "endpoint_id", "name"})
+        item = check_mapping(entry, key, {"id", "endpoint_id", "name"})
         if "id" not in item:
             raise ConfigError("missing id", key=f"{key}.id")
         target_id = _target_id(item["id"], f"{key}.id")

@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from .metrics import (
     STATUS_HELP,
     WORKER_FAMILIES,
+    ReloadStatus,
     Snapshot,
     SnapshotCollector,
     TargetState,
@@ -175,6 +176,7 @@ class MetricsCache:
         self._states = states
         self._stale_after = stale_after
         self._refresh_every = refresh_every
+        self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -185,10 +187,15 @@ class MetricsCache:
     def mark_changed(self) -> None:
         self._changed.set()
 
+    def update(self, stale_after: float, refresh_every: float, reload: ReloadStatus) -> None:
+        """Settings and reload outcome from a configuration reload; re-render soon."""
+        self._stale_after, self._refresh_every, self.reload = stale_after, refresh_every, reload
+        self.mark_changed()
+
     async def refresh(self) -> None:
         """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
         started = time.monotonic()
-        snapshot = build_snapshot(self._states(), self._stale_after, time.monotonic())
+        snapshot = build_snapshot(self._states(), self._stale_after, time.monotonic(), self.reload)
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)
         self.snapshot, self.exposition = snapshot, exposition

@@ -59,6 +59,7 @@ class TargetState:
     errors: tuple[int, ...] = (0,) * len(REASONS)
     rate_limited_streak: int = 0
     retry_after: float | None = None
+    truncated: bool = False  # more workers than polling.max_workers_per_target
 
     def holds_workers(self, now: float, stale_after: float) -> bool:
         """Whether this target's workers are exported: up, or down for less than stale_after.
@@ -87,14 +88,28 @@ class WorkerRow:
 
 
 @dataclass(frozen=True)
+class ReloadStatus:
+    """Outcome of the last configuration (re)load, for the reload metrics."""
+
+    successful: bool = True
+    success_timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     targets: tuple[TargetState, ...]
     workers: tuple[WorkerRow, ...]
     held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
     taken_at: float = 0.0  # time.monotonic()
+    reload: ReloadStatus = field(default_factory=ReloadStatus)
 
 
-def build_snapshot(states: Iterable[TargetState], stale_after: float, now: float) -> Snapshot:
+def build_snapshot(
+    states: Iterable[TargetState],
+    stale_after: float,
+    now: float,
+    reload: ReloadStatus | None = None,
+) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
     The endpoint target decides `endpoint_id`/`endpoint_name` (a group's configured endpoint
@@ -117,7 +132,7 @@ def build_snapshot(states: Iterable[TargetState], stale_after: float, now: float
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
             _label_row(row, state.target)
-    return Snapshot(states, tuple(rows.values()), held, now)
+    return Snapshot(states, tuple(rows.values()), held, now, reload or ReloadStatus())
 
 
 def _label_row(row: WorkerRow, target: Target) -> None:
@@ -164,6 +179,17 @@ class SnapshotCollector:
         )
         info.add_metric([__version__], 1)
         yield info
+        reload = self._snapshot.reload
+        yield GaugeMetricFamily(
+            "vastai_exporter_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, else 0",
+            value=1 if reload.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "vastai_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load",
+            value=reload.success_timestamp,
+        )
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:

@@ -61,23 +61,25 @@ class Worker:
 
 
 def parse_number(value: Any) -> float | None:
-    """A float from a JSON number or numeric string; None for null, booleans and anything else.
+    """A finite float from a JSON number or numeric string; None for anything else.
 
-    An integer too large for a float is dropped too. NaN and infinities pass through: when the
-    API sends one, that is what it reported.
+    Null, booleans, NaN, infinities and numbers too large for a float are all "not a usable
+    number": the field's series is dropped rather than exported as a value that would poison
+    every sum, average and alert built on it.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return float(value.strip() if isinstance(value, str) else value)
+        number = float(value.strip() if isinstance(value, str) else value)
     except (ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def parse_worker_id(value: Any) -> str | None:
     """The id as a canonical decimal string, if it is an integral number or numeric string."""
     number = parse_number(value)
-    if number is None or not math.isfinite(number) or number != int(number) or number < 0:
+    if number is None or number != int(number) or number < 0:
         return None
     return str(int(number))
 

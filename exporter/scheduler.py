@@ -54,6 +54,12 @@ class Scheduler:
         """True once every target has been polled at least once (success or failure)."""
         return all(state.polled for state in self._states.values())
 
+    def update_polling(self, polling: PollingSettings) -> None:
+        """New settings from a reload; a new concurrency limit applies to polls not yet waiting."""
+        if polling.concurrency != self._polling.concurrency:
+            self._semaphore = asyncio.Semaphore(polling.concurrency)
+        self._polling = polling
+
     def set_targets(self, targets: Iterable[Target]) -> None:
         """Start polling new targets at once, stop and forget removed ones, relabel changed ones."""
         wanted = {target.key: target for target in targets}
@@ -115,6 +121,16 @@ class Scheduler:
 
     def _succeeded(self, state: TargetState, workers: list[Worker], duration: float) -> TargetState:
         now = time.time()
+        cap = self._polling.max_workers_per_target
+        truncated = len(workers) > cap
+        if truncated and not state.truncated:
+            fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
+            log.warning(
+                f"target reports more workers than polling.max_workers_per_target ({cap}); "
+                "exporting the first ones only",
+                extra={"fields": fields},
+            )
+        workers = workers[:cap]
         if state.polled and not state.up:
             fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
             if state.last_success is not None:
@@ -133,6 +149,7 @@ class Scheduler:
             last_error_message="",
             rate_limited_streak=0,
             retry_after=None,
+            truncated=truncated,
         )
 
     def _failed(self, state: TargetState, error: PollError, duration: float) -> TargetState:

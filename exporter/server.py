@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from . import __version__
 from .exposition import MetricsCache
 from .metrics import TargetState
+from .webconfig import BasicAuth
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vastai-exporter</title>
@@ -22,7 +24,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 <h1>vastai-exporter</h1>
 <p>Prometheus exporter for Vast.ai Serverless, version {version}.</p>
 <p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
-<a href="/-/ready">Readiness</a></p>
+<a href="/-/ready">Readiness</a> &middot; POST /-/reload re-reads the config</p>
 <h2>Targets</h2>
 <table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
 <th>last success</th><th>last error reason</th></tr>
@@ -31,20 +33,46 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 """
 
 
-class ExporterApp:
-    """Builds the aiohttp application over the metrics cache and the scheduler's readiness."""
+Reload = Callable[[], Awaitable["str | None"]]
 
-    def __init__(self, cache: MetricsCache) -> None:
+
+class ExporterApp:
+    """Builds the aiohttp application over the metrics cache, with optional basic auth."""
+
+    def __init__(
+        self,
+        cache: MetricsCache,
+        reload: Reload,
+        auth: BasicAuth | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._cache = cache
+        self._reload = reload
+        self._auth = auth
+        self._headers = headers or {}
         self._ready = False
 
     def build(self) -> web.Application:
-        app = web.Application()
+        middlewares = [self._auth.middleware] if self._auth else []
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/", self.landing)
         app.router.add_get("/-/healthy", self.healthy)
         app.router.add_get("/-/ready", self.ready)
+        app.router.add_post("/-/reload", self.reload)
+        if self._headers:
+            app.on_response_prepare.append(self._add_headers)
         return app
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(self._headers)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Re-read the config file: 200 when applied, 500 with the reason when refused."""
+        error = await self._reload()
+        if error is None:
+            return web.Response(text="Reloaded.\n")
+        return web.Response(status=500, text=f"Reload failed, running config kept: {error}\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Copy cached bytes: the format and encoding the scraper asked for, nothing rendered."""

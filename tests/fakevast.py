@@ -9,7 +9,9 @@ Every request is recorded so tests can check where the key travelled.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,14 +81,17 @@ class FakeVast:
     def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        self.behaviours: dict[tuple[str, int], Behaviour] = {}
+        self.behaviours: dict[tuple[str, int], Behaviour | Callable[[], Behaviour]] = {}
         self.requests: list[Request] = []
         self.url = ""
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
 
-    def set(self, kind: str, target_id: int, behaviour: Behaviour) -> None:
+    def set(
+        self, kind: str, target_id: int, behaviour: Behaviour | Callable[[], Behaviour]
+    ) -> None:
+        """What a target answers: one Behaviour, or a function called for every request."""
         self.behaviours[(kind, target_id)] = behaviour
 
     def requests_for(self, path: str, target_id: int | None = None) -> list[Request]:
@@ -136,6 +141,8 @@ class FakeVast:
         behaviour = self.behaviours.get((kind, target_id))
         if behaviour is None:
             return web.Response(status=400, text=f"endpoint {target_id} not found")
+        if callable(behaviour):
+            behaviour = behaviour()
         return await self._answer(request, behaviour)
 
     async def _answer(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
@@ -181,3 +188,9 @@ def worker(worker_id: Any, **fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     return base
+
+
+def rotating(behaviours: Iterable[Behaviour]) -> Callable[[], Behaviour]:
+    """A behaviour function that answers with each of `behaviours` in turn, forever."""
+    cycle = itertools.cycle(list(behaviours))
+    return lambda: next(cycle)

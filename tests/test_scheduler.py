@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 
 from exporter import cli
@@ -106,11 +107,13 @@ def test_stop_deadline_and_second_signal_force_the_exit(monkeypatch, caplog) -> 
     monkeypatch.setattr(cli.logging, "shutdown", lambda: None)
     stop = asyncio.Event()
     with caplog.at_level(logging.WARNING):
-        cli._request_stop(stop)
+        cli._request_stop(stop, signal.SIGTERM)
         assert stop.is_set() and exits == []
-        cli._request_stop(stop)  # a second Ctrl-C exits at once
+        cli._request_stop(stop, signal.SIGTERM)  # a repeated SIGTERM changes nothing
+        assert exits == []
+        cli._request_stop(stop, signal.SIGINT)  # a second Ctrl-C exits at once
         assert exits == [0]
         time.sleep(0.3)  # the first signal's deadline passes
     assert exits == [0, 0]
     reasons = [record.fields["why"] for record in caplog.records]
-    assert reasons == ["second signal", "shutdown deadline passed"]
+    assert reasons == ["second interrupt", "shutdown deadline passed"]

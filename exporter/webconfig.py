@@ -1,0 +1,211 @@
+"""`--web.config.file`: TLS and basic auth in the exporter-toolkit format of the Go exporters.
+
+The same file works with `promtool check web-config`. bcrypt is slow by design, so a successful
+check is remembered (as a salted SHA-256 of user and password, never the password itself) and a
+scrape with the same credentials does not pay for bcrypt again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import ssl
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+from aiohttp import web
+
+from .config import ConfigError, check_mapping, load_yaml_file
+
+# Go's tls.ClientAuthType names -> what Python's ssl module can do faithfully.
+CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+# Accepted by exporter-toolkit, but Python cannot ask for a certificate without verifying it.
+UNSUPPORTED_CLIENT_AUTH = {"RequestClientCert", "RequireAnyClientCert"}
+TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+TLS_KEYS = {
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+}
+HTTP_KEY = "http_server_config"
+REALM = 'Basic realm="vastai-exporter", charset="UTF-8"'
+AUTH_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert_file: str
+    key_file: str
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: str | None = None
+    min_version: str = "TLS12"
+    max_version: str | None = None
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    tls: TLSSettings | None = None
+    users: dict[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def load_web_config(path: str) -> WebConfig:
+    """Read and check a web config file, including that its TLS files load."""
+    document = load_yaml_file(path) or {}
+    try:
+        web_config = _parse(document, Path(path).parent)
+        if web_config.tls is not None:
+            build_ssl_context(web_config.tls)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=path, key=exc.key) from None
+    return web_config
+
+
+def _parse(document: Any, base: Path) -> WebConfig:
+    top = check_mapping(
+        document, "", {"tls_server_config", "basic_auth_users", "http_server_config"}
+    )
+    tls = _parse_tls(top.get("tls_server_config"), base)
+    users = check_mapping(top.get("basic_auth_users"), "basic_auth_users", None)
+    hashes: dict[str, bytes] = {}
+    for user, hashed in users.items():
+        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            raise ConfigError(
+                "expected a bcrypt hash ($2a$, $2b$ or $2y$)", key=f"basic_auth_users.{user}"
+            )
+        hashes[str(user)] = hashed.encode()
+    http = check_mapping(top.get("http_server_config"), "http_server_config", {"headers", "http2"})
+    headers = check_mapping(http.get("headers"), "http_server_config.headers", None)
+    return WebConfig(tls, hashes, {str(k): str(v) for k, v in headers.items()})
+
+
+def _parse_tls(value: Any, base: Path) -> TLSSettings | None:
+    section = check_mapping(value, "tls_server_config", TLS_KEYS)
+    if not section:
+        return None
+    for required in ("cert_file", "key_file"):
+        if not isinstance(section.get(required), str):
+            raise ConfigError("required with TLS: a file path", key=f"tls_server_config.{required}")
+    auth = section.get("client_auth_type", "NoClientCert")
+    if auth in UNSUPPORTED_CLIENT_AUTH:
+        raise ConfigError(
+            f"{auth} is not supported here (Python verifies every client certificate it asks "
+            "for): use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
+            key="tls_server_config.client_auth_type",
+        )
+    if auth not in CLIENT_AUTH:
+        raise ConfigError(
+            f"unknown client_auth_type {auth!r}", key="tls_server_config.client_auth_type"
+        )
+    ca_file = section.get("client_ca_file")
+    if auth != "NoClientCert" and not ca_file:
+        raise ConfigError(f"{auth} needs a client_ca_file", key="tls_server_config.client_ca_file")
+    for name in ("min_version", "max_version"):
+        if name in section and section[name] not in TLS_VERSIONS:
+            raise ConfigError(
+                f"expected one of {', '.join(TLS_VERSIONS)}", key=f"tls_server_config.{name}"
+            )
+
+    def resolve(file: str | None) -> str | None:
+        return None if file is None else str(base / file)
+
+    return TLSSettings(
+        cert_file=resolve(section["cert_file"]) or "",
+        key_file=resolve(section["key_file"]) or "",
+        client_auth_type=auth,
+        client_ca_file=resolve(ca_file),
+        min_version=section.get("min_version", "TLS12"),
+        max_version=section.get("max_version"),
+    )
+
+
+def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
+    """A server context: our certificate, the minimum version, client verification if asked."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = TLS_VERSIONS[tls.min_version]
+    if tls.max_version:
+        context.maximum_version = TLS_VERSIONS[tls.max_version]
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load certificate or key: {exc}", key="tls_server_config.cert_file"
+        ) from None
+    context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
+    if tls.client_ca_file:
+        try:
+            context.load_verify_locations(cafile=tls.client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load client CA: {exc}", key="tls_server_config.client_ca_file"
+            ) from None
+    return context
+
+
+class BasicAuth:
+    """aiohttp middleware: every path needs valid credentials when users are configured."""
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self._users = users
+        self._salt = os.urandom(16)
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        # Checked against for unknown users, so they cost as much as known ones.
+        self._dummy_hash = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        credentials = _credentials(request.headers.get("Authorization", ""))
+        if credentials is None or not await self.check(*credentials):
+            return web.Response(
+                status=401, text="Unauthorized\n", headers={"WWW-Authenticate": REALM}
+            )
+        return await handler(request)
+
+    async def check(self, user: str, password: str) -> bool:
+        digest = hmac.new(self._salt, f"{user}\0{password}".encode(), hashlib.sha256).digest()
+        if digest in self._verified:
+            self._verified.move_to_end(digest)
+            return True
+        hashed = self._users.get(user, self._dummy_hash)
+        loop = asyncio.get_running_loop()
+        valid = await loop.run_in_executor(None, bcrypt.checkpw, password.encode(), hashed)
+        if valid and user in self._users:
+            self._verified[digest] = None
+            while len(self._verified) > AUTH_CACHE_SIZE:
+                self._verified.popitem(last=False)
+            return True
+        return False
+
+
+def _credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None

@@ -1,0 +1,291 @@
+"""TLS, basic auth and hot reload, through the real CLI with a generated certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+import trustme
+import yaml
+
+from exporter.config import ConfigError
+from exporter.webconfig import load_web_config
+
+from .conftest import promtool
+from .fakevast import FakeVast, worker, workers
+from .harness import API_KEY, fast_config, series
+
+PASSWORD = "s3cret-pass"
+PATHS = ["/", "/metrics", "/-/healthy", "/-/ready"]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("scraper@example.test")
+    files = {
+        "cert": tmp_path / "server.crt",
+        "key": tmp_path / "server.key",
+        "ca": tmp_path / "ca.crt",
+        "client": tmp_path / "client.pem",
+    }
+    server.cert_chain_pems[0].write_to_path(files["cert"])
+    server.private_key_pem.write_to_path(files["key"])
+    ca.cert_pem.write_to_path(files["ca"])
+    client.private_key_and_cert_chain_pem.write_to_path(files["client"])
+    return files
+
+
+def write_web_config(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def users() -> dict[str, str]:
+    return {"prometheus": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()}
+
+
+def client_context(ca: trustme.CA, client_pem: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if client_pem is not None:
+        context.load_cert_chain(client_pem)
+    return context
+
+
+async def status_of(url: str, **kwargs: object) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:
+        await response.read()
+        return response.status
+
+
+async def start_with_web_config(fake_vast: FakeVast, start_exporter, web: Path):
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    config = fast_config(fake_vast.url, endpoints=[{"id": 10}])
+    return await start_exporter(config, "--web.config.file", str(web))
+
+
+async def test_basic_auth_guards_every_path(fake_vast, start_exporter, tmp_path) -> None:
+    web = write_web_config(tmp_path, {"basic_auth_users": users()})
+    exporter = await start_with_web_config(fake_vast, start_exporter, web)
+    good = basic("prometheus", PASSWORD)
+    for path in PATHS:
+        url = exporter.base_url + path
+        assert await status_of(url) == 401, path
+        assert await status_of(url, headers=basic("prometheus", "wrong")) == 401
+        assert await status_of(url, headers=basic("nobody", PASSWORD)) == 401
+        assert await status_of(url, headers={"Authorization": "Basic !!notbase64"}) == 401
+    async with aiohttp.ClientSession() as session:
+        async with session.get(exporter.base_url + "/metrics") as response:
+            assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
+        for _ in range(20):  # the bcrypt check is cached after the first success
+            async with session.get(exporter.base_url + "/metrics", headers=good) as response:
+                assert response.status == 200
+                assert "vastai_target_up" in await response.text()
+    assert PASSWORD not in exporter.log
+
+
+async def test_tls_serves_https_only(fake_vast, start_exporter, tmp_path, tls_files, ca) -> None:
+    document = {
+        "tls_server_config": {
+            "cert_file": str(tls_files["cert"]),
+            "key_file": str(tls_files["key"]),
+            "min_version": "TLS12",
+        }
+    }
+    exporter = await start_with_web_config(
+        fake_vast, start_exporter, write_web_config(tmp_path, document)
+    )
+    https = exporter.base_url.replace("http://", "https://")
+    assert await status_of(https + "/metrics", ssl=client_context(ca)) == 200
+    with pytest.raises(aiohttp.ClientError):
+        await status_of(exporter.base_url + "/metrics")  # plain HTTP is not served
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        await status_of(https + "/metrics")  # an untrusted certificate is refused
+
+
+async def test_tls_client_certificates_and_basic_auth_together(
+    fake_vast, start_exporter, tmp_path, tls_files, ca
+) -> None:
+    document = {
+        "tls_server_config": {
+            "cert_file": str(tls_files["cert"]),
+            "key_file": str(tls_files["key"]),
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": str(tls_files["ca"]),
+        },
+        "basic_auth_users": users(),
+    }
+    exporter = await start_with_web_config(
+        fake_vast, start_exporter, write_web_config(tmp_path, document)
+    )
+    https = exporter.base_url.replace("http://", "https://") + "/metrics"
+    good = basic("prometheus", PASSWORD)
+    with_cert = client_context(ca, tls_files["client"])
+    assert await status_of(https, ssl=with_cert, headers=good) == 200
+    assert await status_of(https, ssl=with_cert) == 401
+    with pytest.raises(aiohttp.ClientError):
+        await status_of(https, ssl=client_context(ca), headers=good)  # no client certificate
+
+
+def test_promtool_accepts_the_web_config_format(tmp_path, tls_files) -> None:
+    tool = promtool()
+    document = {
+        "tls_server_config": {
+            "cert_file": str(tls_files["cert"]),
+            "key_file": str(tls_files["key"]),
+            "client_auth_type": "VerifyClientCertIfGiven",
+            "client_ca_file": str(tls_files["ca"]),
+            "min_version": "TLS13",
+        },
+        "basic_auth_users": users(),
+    }
+    path = write_web_config(tmp_path, document)
+    result = subprocess.run(
+        [tool, "check", "web-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert load_web_config(str(path)).tls is not None
+
+
+@pytest.mark.parametrize(
+    ("document", "key"),
+    [
+        ({"basic_auth_users": {"u": "plaintext"}}, "basic_auth_users.u"),
+        ({"tls_server_config": {"cert_file": "x.crt"}}, "tls_server_config.key_file"),
+        ({"tls_server_config": {"cert_file": "a", "key_file": "b"}}, "tls_server_config.cert_file"),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": "SSL3"}},
+            "tls_server_config.min_version",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": "x"}},
+            "tls_server_config.client_auth_type",
+        ),
+        ({"tls_server_config": {"cipher": 1}}, "tls_server_config.cipher"),
+        ({"basic_auth": {}}, "basic_auth"),
+    ],
+)
+def test_bad_web_configs_name_the_key(tmp_path, document, key) -> None:
+    path = write_web_config(tmp_path, document)
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(path))
+    assert caught.value.key == key and caught.value.file == str(path)
+
+
+async def test_bad_web_config_exits_2(start_exporter, tmp_path) -> None:
+    web = write_web_config(tmp_path, {"basic_auth_users": {"u": "plaintext"}})
+    exporter = await start_exporter(
+        "endpoints: [{id: 1}]\n", "--web.config.file", str(web), wait_started=False
+    )
+    assert await exporter.wait() == 2
+    assert "web.yaml" in exporter.log and "basic_auth_users.u" in exporter.log
+
+
+# --- hot reload ------------------------------------------------------------------------------
+
+
+def worker_ids(samples: dict) -> set[str]:
+    return {dict(labels)["worker_id"] for labels in series(samples, "vastai_worker_status")}
+
+
+def reload_metrics(samples: dict) -> tuple[float, float]:
+    [ok] = series(samples, "vastai_exporter_config_last_reload_successful").values()
+    [when] = series(
+        samples, "vastai_exporter_config_last_reload_success_timestamp_seconds"
+    ).values()
+    return ok, when
+
+
+async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    fake_vast.set("endpoint", 11, workers(worker(2)))
+    fake_vast.set("worker_group", 12, workers(worker(3)))
+    config = fast_config(fake_vast.url, endpoints=[{"id": 10}, {"id": 11}])
+    exporter = await start_exporter(config)
+    config_file = tmp_path / "config.yaml"
+    first = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
+    assert reload_metrics(first)[0] == 1.0
+
+    # SIGHUP: endpoint 11 removed (its series go), worker group 12 added (polled at once).
+    changed = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10}],
+        worker_groups=[{"id": 12}],
+        polling={"interval": "1h"},
+    )
+    config_file.write_text(yaml.safe_dump(changed))
+    assert exporter.proc is not None
+    exporter.proc.send_signal(signal.SIGHUP)
+    after = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "3"})
+    assert series(after, "vastai_target_up", id="11") == {}
+    assert reload_metrics(after)[1] >= reload_metrics(first)[1]
+
+    # An invalid config is refused over HTTP; the running one stays.
+    config_file.write_text("polling: {interval: 0s}\nendpoints: [{id: 99}]\n")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(exporter.base_url + "/-/reload") as response:
+            assert response.status == 500
+            assert "polling.interval" in await response.text()
+        async with session.get(exporter.base_url + "/-/reload") as response:
+            assert response.status == 405
+    refused = await exporter.wait_for_metrics(lambda s: reload_metrics(s)[0] == 0.0)
+    assert worker_ids(refused) == {"1", "3"}
+    await exporter.wait_for_log("reload failed; keeping the running config")
+
+    # A valid one over HTTP succeeds again.
+    config_file.write_text(yaml.safe_dump(config))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(exporter.base_url + "/-/reload") as response,
+    ):
+        assert response.status == 200
+    back = await exporter.wait_for_metrics(
+        lambda s: worker_ids(s) == {"1", "2"} and reload_metrics(s)[0] == 1.0
+    )
+    assert series(back, "vastai_target_up", kind="worker_group") == {}
+    assert "Traceback" not in exporter.log
+
+
+async def test_reload_picks_up_a_rotated_key(fake_vast, start_exporter, tmp_path) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    key_file = tmp_path / "key"
+    key_file.write_text("old-key-0000000000\n")
+    config = fast_config(
+        fake_vast.url, endpoints=[{"id": 10}], vast={"api_key_file": str(key_file)}
+    )
+    exporter = await start_exporter(config, key=None)
+    await exporter.wait_for_metrics(
+        lambda s: (
+            series(s, "vastai_target_poll_errors_total", reason="auth")
+            and max(series(s, "vastai_target_poll_errors_total", reason="auth").values()) >= 1
+        )
+    )
+    key_file.write_text(API_KEY + "\n")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(exporter.base_url + "/-/reload") as response,
+    ):
+        assert response.status == 200
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    await asyncio.sleep(0.3)
+    assert await exporter.stop() == 0
+    assert API_KEY not in exporter.log and "old-key-0000000000" not in exporter.log
