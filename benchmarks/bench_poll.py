@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -55,6 +56,9 @@ class FirstRound:
     seconds: float
     cpu_seconds: float
     healthy_ms: list[float]
+    worst_at: float  # seconds after the start line
+    last_poll_at: float  # seconds after the start line
+    rendered_at: float  # seconds after the start line
 
 
 @dataclass(frozen=True)
@@ -76,23 +80,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def probe(url: str, stop: EventType) -> list[float]:
-    """GET `url` about every PROBE_EVERY s on one keep-alive connection until `stop` (or 60 s)."""
+def probe(url: str, stop: EventType) -> list[tuple[float, float]]:
+    """(Unix time, latency) of a GET of `url` about every PROBE_EVERY s on one keep-alive
+    connection, until `stop` (or 60 s)."""
 
-    async def loop() -> list[float]:
-        latencies: list[float] = []
+    async def loop() -> list[tuple[float, float]]:
+        latencies: list[tuple[float, float]] = []
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             deadline = time.monotonic() + ROUND_TIMEOUT
             while len(latencies) < MAX_PROBES and time.monotonic() < deadline:
                 if stop.is_set():
                     break
-                started = time.perf_counter()
-                async with session.get(url) as response:
-                    await response.read()
-                    response.raise_for_status()
+                at, started = time.time(), time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        response.raise_for_status()
+                except aiohttp.ClientConnectionError:
+                    break  # the exporter is gone: the parent is stopping or has failed
                 elapsed = time.perf_counter() - started
-                latencies.append(elapsed)
+                latencies.append((at, elapsed))
                 await asyncio.sleep(max(0.0, PROBE_EVERY - elapsed))
         return latencies
 
@@ -102,7 +110,8 @@ def probe(url: str, stop: EventType) -> list[float]:
 def probe_child(conn: Connection, stop: EventType) -> None:
     """The prober's process: waits for the URL, probes, sends the latencies back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent stops it
-    conn.send(probe(conn.recv(), stop))
+    with contextlib.suppress(EOFError, OSError):  # the parent is gone
+        conn.send(probe(conn.recv(), stop))
 
 
 class Prober:
@@ -122,7 +131,7 @@ class Prober:
     def aim(self, url: str) -> None:
         self._conn.send(url)
 
-    async def latencies(self) -> list[float]:
+    async def latencies(self) -> list[tuple[float, float]]:
         self._stop.set()
         return await asyncio.wait_for(asyncio.to_thread(self._conn.recv), 15)
 
@@ -172,15 +181,23 @@ async def first_round(fake: FakeVast, args: argparse.Namespace) -> FirstRound:
     try:
         async with running_exporter(fake.url, ids, f"{args.interval:g}s", args.concurrency) as exp:
             assert exp.proc is not None
-            cpu_at_start = cpu_seconds(exp.proc.pid)
+            cpu_at_start, started = cpu_seconds(exp.proc.pid), time.time()
             prober.aim(exp.base_url + "/-/healthy")
             samples = await wait_round(exp, args.targets, workers)
-            cpu = cpu_seconds(exp.proc.pid) - cpu_at_start
+            cpu, rendered = cpu_seconds(exp.proc.pid) - cpu_at_start, time.time()
             await asyncio.sleep(SETTLE)
             healthy = await prober.latencies()
     finally:
         prober.close()
-    return FirstRound(round_seconds(samples), cpu, [s * 1000 for s in healthy])
+    worst_at = max(healthy, key=lambda probe: probe[1])[0]
+    return FirstRound(
+        round_seconds(samples),
+        cpu,
+        [latency * 1000 for _, latency in healthy],
+        worst_at - started,
+        max(samples["vastai_target_last_success_timestamp_seconds"].values()) - started,
+        rendered - started,
+    )
 
 
 def answered(fake: FakeVast) -> int:
@@ -220,8 +237,10 @@ def report(args: argparse.Namespace, first: FirstRound, cpu: Steady) -> None:
         f" probes   target max <= {HEALTHY_TARGET_MS:g} ms: {verdict(worst <= HEALTHY_TARGET_MS)}"
     )
     print(
-        f"  (probed from a separate process, from the start line until the round was rendered"
-        f" + {SETTLE:g} s)"
+        f"  (probed from a separate process from the start line; last poll answered at"
+        f" +{first.last_poll_at:.2f} s, all workers first seen on /metrics at"
+        f" +{first.rendered_at:.2f} s, probed until {SETTLE:g} s later; worst probe began at"
+        f" +{first.worst_at:.2f} s)"
     )
     print(
         f"CPU, first round    {first.cpu_seconds:6.2f} s   (start line to round rendered, alone;"

@@ -47,6 +47,9 @@ from common import (
 BASELINE = Path(__file__).with_name("baseline_exporter.py")
 BASELINE_WORKER_SCRAPES = 250_000  # baseline scrapes x workers cap: 5 scrapes at 50,000 workers
 LOAD_TIMEOUT = 300.0
+TARGET_WORKERS = 10_000  # the issue's targets are stated at this size
+SPEEDUP_TARGET = 100.0
+RSS_TARGET_MB = 150.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,25 @@ def mismatches(results: list[Result]) -> list[str]:
     ]
 
 
+def targets(results: list[Result]) -> list[str]:
+    """The issue's targets at 10,000 workers, next to what was measured."""
+    found = {r.who: r for r in results if r.workers == TARGET_WORKERS}
+    if set(found) != {"exporter", "baseline"}:
+        return []
+    ours, theirs = found["exporter"], found["baseline"]
+    speedup = theirs.median_ms / ours.median_ms
+    return [
+        f"target at 10,000 workers: median >= {SPEEDUP_TARGET:g}x faster than the baseline:"
+        f" {speedup:,.0f}x, {verdict(speedup >= SPEEDUP_TARGET)}",
+        f"target at 10,000 workers: RSS <= {RSS_TARGET_MB:g} MB: {ours.rss_mb:.1f} MB,"
+        f" {verdict(ours.rss_mb <= RSS_TARGET_MB)}",
+    ]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
 async def main() -> None:
     args = parse_args()
     print(machine())
@@ -226,6 +248,8 @@ async def main() -> None:
         results += await bench(workers, args)
     print(table(results))
     print("speed-up = baseline median / exporter median; RSS read after the scrapes")
+    for line in targets(results):
+        print(line)
     for problem in mismatches(results):
         print(f"WARNING: {problem}")
 

@@ -224,15 +224,32 @@ async def wait_until(
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run that also turns SIGTERM into a cancellation, so children are stopped."""
+    """asyncio.run, with Ctrl-C and SIGTERM cancelling `main` so its child processes are stopped.
 
-    async def guarded() -> None:
+    Ctrl-C also reaches the children, so `main` may fail on a vanished child before it sees the
+    cancellation: after an interrupt, any failure is reported as the interruption it is.
+    """
+
+    async def guarded() -> bool:
         task = asyncio.ensure_future(main)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await task
+        interrupted = False
 
-    try:
-        asyncio.run(guarded())
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        def interrupt() -> None:
+            nonlocal interrupted
+            if not interrupted:  # a second Ctrl-C must not cut the cleanup short
+                interrupted = True
+                task.cancel()
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt)
+        try:
+            await task
+        except (Exception, asyncio.CancelledError):
+            if not interrupted:
+                raise
+        return interrupted
+
+    if asyncio.run(guarded()):
         print("interrupted; child processes stopped", file=sys.stderr)
         sys.exit(130)

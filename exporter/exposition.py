@@ -160,7 +160,7 @@ class MetricsCache:
 
     A burst of poll results becomes one render: after a change the cache waits `debounce`, and
     never starts a render sooner than RENDER_GAP_FACTOR x the last render's duration after the
-    previous one, so rendering takes at most a fifth of a core however often polls land. A
+    previous one ended, so rendering takes at most a fifth of a core however often polls land. A
     periodic re-render also expires the workers of targets failing for `stale_after`.
     """
 
@@ -180,6 +180,7 @@ class MetricsCache:
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
+        self._last_render_end = 0.0
         self.snapshot = build_snapshot((), stale_after, time.monotonic())
         self.exposition = build_exposition(self.snapshot)
         self.renders = 0
@@ -199,7 +200,8 @@ class MetricsCache:
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)
         self.snapshot, self.exposition = snapshot, exposition
-        self._last_render_seconds = time.monotonic() - started
+        self._last_render_end = time.monotonic()
+        self._last_render_seconds = self._last_render_end - started
         self.renders += 1
 
     async def run(self) -> None:
@@ -207,8 +209,10 @@ class MetricsCache:
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
+                # Wait out the debounce, and the rest of the gap after the previous render.
                 gap = self.RENDER_GAP_FACTOR * self._last_render_seconds
-                await asyncio.sleep(max(self._debounce, gap))
+                earliest = self._last_render_end + gap - time.monotonic()
+                await asyncio.sleep(max(self._debounce, earliest))
             except TimeoutError:
                 pass
             self._changed.clear()
