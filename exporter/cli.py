@@ -22,12 +22,14 @@ from . import __version__, simulator
 from .config import (
     Config,
     ConfigError,
+    DiscoverySettings,
     PollingSettings,
     Target,
     VastSettings,
     load_config,
     resolve_api_key,
 )
+from .discovery import Shard
 from .logs import LEVELS, RedactingFilter, setup_logging
 from .server import ExporterApp
 from .service import Exporter
@@ -98,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config: TLS and basic auth (promtool check web-config format)",
     )
     parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        type=int,
+        default=0,
+        metavar="I",
+        help="this replica's shard, 0 <= I < N (default 0)",
+    )
+    parser.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replicas splitting the targets by a stable hash of kind/id (default 1)",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="poll a built-in simulated Vast API; needs no key and no config",
@@ -134,6 +152,15 @@ class RunOptions:
     config_path: str | None
     redactor: RedactingFilter
     web_config: WebConfig = field(default_factory=WebConfig)
+    shard: Shard = field(default_factory=Shard)
+
+
+def parse_shard(index: int, count: int) -> Shard:
+    if count < 1:
+        raise UsageError(f"--shard.count: must be at least 1, got {count}")
+    if not 0 <= index < count:
+        raise UsageError(f"--shard.index: must be 0 <= I < {count}, got {index}")
+    return Shard(index, count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         listen = parse_listen_address(args.listen_address)
+        shard = parse_shard(args.shard_index, args.shard_count)
     except UsageError as exc:
         return _fail(f"{exc} (see --help)")
     if args.version:
@@ -152,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         web_config = load_web_config(args.web_config) if args.web_config else WebConfig()
         if args.demo:
-            return _run(None, DEMO_API_KEY, listen, RunOptions(None, redactor, web_config))
+            options = RunOptions(None, redactor, web_config, shard)
+            return _run(None, DEMO_API_KEY, listen, options)
         config = load_config(args.config_file)
         api_key = resolve_api_key(config)
     except ConfigError as exc:
@@ -161,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
         return 0
     redactor.add_secret(api_key)
-    return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config))
+    return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config, shard))
 
 
 def _fail(message: str) -> int:
@@ -185,19 +214,18 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress, options: Ru
 
 
 def demo_config(api_url: str) -> Config:
-    """What --demo polls: every endpoint and worker group of the simulator, every 2 s."""
-    demo = simulator.demo_targets()
-    names = {t.id: t.name for t in demo if t.kind == "endpoint"}
-    targets = tuple(
-        Target(t.kind, t.id, t.name, t.endpoint_id, names.get(t.endpoint_id, ""))
-        if t.kind == "worker_group"
-        else Target(t.kind, t.id, t.name, t.id, t.name)
-        for t in demo
+    """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
+    and its worker groups, found by account discovery."""
+    endpoints = tuple(
+        Target("endpoint", t.id, t.name, t.id, t.name)
+        for t in simulator.demo_targets()
+        if t.kind == "endpoint"
     )
     return Config(
         vast=VastSettings(api_url=api_url, console_url=api_url, timeout=5.0),
         polling=PollingSettings(interval=2.0, concurrency=8, stale_after=60.0),
-        targets=targets,
+        discovery=DiscoverySettings(enabled=True, interval=10.0),
+        targets=endpoints,
         source="--demo",
     )
 
@@ -262,7 +290,9 @@ async def _serve_config(
     stop: asyncio.Event,
     cleanups: list[Callable[[], Awaitable[object]]],
 ) -> None:
-    exporter = Exporter(config, api_key, options.config_path, options.redactor.add_secret)
+    exporter = Exporter(
+        config, api_key, options.config_path, options.redactor.add_secret, options.shard
+    )
     cleanups.append(exporter.close)
     web_config = options.web_config
     auth = BasicAuth(web_config.users) if web_config.users else None
@@ -284,6 +314,8 @@ async def _serve_config(
         "tls": tls is not None,
         "basic_auth": auth is not None,
         "targets": len(config.targets),
+        "discovery": config.discovery.enabled,
+        "shard": f"{options.shard.index}/{options.shard.count}",
         "interval": f"{config.polling.interval:g}s",
         "config": config.source,
     }

@@ -66,6 +66,21 @@ class PollingSettings:
 
 
 @dataclass(frozen=True)
+class DiscoverySettings:
+    """Account discovery: poll every endpoint and worker group the account listing shows."""
+
+    enabled: bool = False
+    interval: float = 300.0
+    include: str | None = None  # regex on endpoint_name
+    exclude: str | None = None
+
+    def wants(self, endpoint_name: str) -> bool:
+        if self.include is not None and not re.search(self.include, endpoint_name):
+            return False
+        return self.exclude is None or not re.search(self.exclude, endpoint_name)
+
+
+@dataclass(frozen=True)
 class Target:
     """One thing to poll: an endpoint or a worker group.
 
@@ -73,8 +88,8 @@ class Target:
     group they come from its configured `endpoint_id` and that endpoint's configured name.
     """
 
-    kind: str  # "endpoint" or "worker_group"
-    id: int
+    kind: str  # "endpoint" or "worker_group"; "listing" for the account listing itself
+    id: int | str
     name: str = ""
     endpoint_id: int | None = None
     endpoint_name: str = ""
@@ -88,6 +103,7 @@ class Target:
 class Config:
     vast: VastSettings = field(default_factory=VastSettings)
     polling: PollingSettings = field(default_factory=PollingSettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     targets: tuple[Target, ...] = ()
     source: str = "<defaults>"
 
@@ -144,14 +160,18 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
-    top = check_mapping(document, "", {"vast", "polling", "endpoints", "worker_groups"})
+    sections = {"vast", "polling", "discovery", "endpoints", "worker_groups"}
+    top = check_mapping(document, "", sections)
     vast = _parse_vast(top.get("vast"))
     polling = _parse_polling(top.get("polling"))
+    discovery = _parse_discovery(top.get("discovery"))
     endpoints = _parse_endpoints(top.get("endpoints"))
     groups = _parse_worker_groups(top.get("worker_groups"), endpoints)
-    if not endpoints and not groups:
-        raise ConfigError("no targets: list at least one endpoint or worker group", key="endpoints")
-    return Config(vast=vast, polling=polling, targets=endpoints + groups, source=source)
+    if not endpoints and not groups and not discovery.enabled:
+        raise ConfigError(
+            "no targets: list endpoints or worker groups, or enable discovery", key="endpoints"
+        )
+    return Config(vast, polling, discovery, endpoints + groups, source)
 
 
 def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -245,6 +265,31 @@ def _parse_polling(value: Any) -> PollingSettings:
             section, "max_workers_per_target", defaults.max_workers_per_target
         ),
     )
+
+
+def _parse_discovery(value: Any) -> DiscoverySettings:
+    section = check_mapping(value, "discovery", {"enabled", "interval", "include", "exclude"})
+    enabled = section.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"expected true or false, got {enabled!r}", key="discovery.enabled")
+    interval = _duration(section, "discovery", "interval", DiscoverySettings.interval)
+    if interval < 1:
+        raise ConfigError(
+            "must be at least 1s (the listing is rate-limited)", key="discovery.interval"
+        )
+    patterns = {}
+    for name in ("include", "exclude"):
+        pattern, key = section.get(name), f"discovery.{name}"
+        if pattern is None:
+            continue
+        if not isinstance(pattern, str):
+            raise ConfigError(f"expected a regular expression, got {pattern!r}", key=key)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"not a valid regular expression: {exc}", key=key) from None
+        patterns[name] = pattern
+    return DiscoverySettings(enabled, interval, **patterns)
 
 
 def _positive_int(section: dict[str, Any], name: str, default: int) -> int:

@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from .metrics import (
     STATUS_HELP,
     WORKER_FAMILIES,
+    AccountView,
     ReloadStatus,
     Snapshot,
     SnapshotCollector,
@@ -177,6 +178,7 @@ class MetricsCache:
         self._stale_after = stale_after
         self._refresh_every = refresh_every
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
+        self.account = AccountView()
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -196,7 +198,9 @@ class MetricsCache:
     async def refresh(self) -> None:
         """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
         started = time.monotonic()
-        snapshot = build_snapshot(self._states(), self._stale_after, time.monotonic(), self.reload)
+        snapshot = build_snapshot(
+            self._states(), self._stale_after, time.monotonic(), self.reload, self.account
+        )
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)
         self.snapshot, self.exposition = snapshot, exposition

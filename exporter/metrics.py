@@ -14,11 +14,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import __version__
 from .config import Target
-from .parsing import REASONS, WORKER_FIELDS, Worker
+from .parsing import REASONS, WORKER_FIELDS, EndpointInfo, GroupInfo, Worker
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
 CACHED = "cached from the last poll"
+LISTED = "cached from the last account listing"
+ENDPOINT_SETTINGS_HELP = {
+    "max_workers": "Most workers the endpoint's autoscaler may run (max_workers)",
+    "min_load": "Load the autoscaler keeps capacity for even when idle (min_load)",
+    "target_util": "Utilization the autoscaler aims for, 0 to 1 (target_util)",
+    "cold_mult": "Multiplier of capacity kept as cold workers (cold_mult)",
+    "cold_workers": "Cold (stopped, ready to start) workers the endpoint keeps (cold_workers)",
+}
 
 # metric suffix -> (HELP text, API field)
 WORKER_HELP = {
@@ -102,6 +110,15 @@ class Snapshot:
     held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
     taken_at: float = 0.0  # time.monotonic()
     reload: ReloadStatus = field(default_factory=ReloadStatus)
+    account: AccountView = field(default_factory=lambda: AccountView())
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """The endpoints and worker groups this replica exports settings for (names resolved)."""
+
+    endpoints: tuple[EndpointInfo, ...] = ()
+    groups: tuple[GroupInfo, ...] = ()
 
 
 def build_snapshot(
@@ -109,6 +126,7 @@ def build_snapshot(
     stale_after: float,
     now: float,
     reload: ReloadStatus | None = None,
+    account: AccountView | None = None,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -132,7 +150,8 @@ def build_snapshot(
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
             _label_row(row, state.target)
-    return Snapshot(states, tuple(rows.values()), held, now, reload or ReloadStatus())
+    reload, account = reload or ReloadStatus(), account or AccountView()
+    return Snapshot(states, tuple(rows.values()), held, now, reload, account)
 
 
 def _label_row(row: WorkerRow, target: Target) -> None:
@@ -174,6 +193,7 @@ class SnapshotCollector:
     def other_families(self) -> Iterator[Metric]:
         """Target families and build info: few series, rendered by prometheus-client itself."""
         yield from self._target_families()
+        yield from self._account_families()
         info = GaugeMetricFamily(
             "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
         )
@@ -190,6 +210,38 @@ class SnapshotCollector:
             "Unix time of the last successful configuration (re)load",
             value=reload.success_timestamp,
         )
+
+    def _account_families(self) -> Iterator[Metric]:
+        """Endpoint settings and worker groups from the account listing (discovery)."""
+        account = self._snapshot.account
+        labels = ("endpoint_id", "endpoint_name")
+        info = GaugeMetricFamily(
+            "vastai_endpoint_info",
+            f"Endpoint known from the account listing, with its state; value 1; {LISTED}.",
+            labels=(*labels, "endpoint_state"),
+        )
+        settings = {
+            name: GaugeMetricFamily(
+                f"vastai_endpoint_{name}", f"{help_text}; {LISTED}.", labels=labels
+            )
+            for name, help_text in ENDPOINT_SETTINGS_HELP.items()
+        }
+        for endpoint in account.endpoints:
+            values = (str(endpoint.id), endpoint.name)
+            info.add_metric((*values, endpoint.state), 1)
+            for name, value in endpoint.settings.items():
+                settings[name].add_metric(values, value)
+        groups = GaugeMetricFamily(
+            "vastai_worker_group_info",
+            f"Worker group known from the account listing; value 1; {LISTED}.",
+            labels=("worker_group_id", "endpoint_id", "endpoint_name"),
+        )
+        for group in account.groups:
+            endpoint_id = "" if group.endpoint_id is None else str(group.endpoint_id)
+            groups.add_metric((str(group.id), endpoint_id, group.endpoint_name), 1)
+        yield info
+        yield from settings.values()
+        yield groups
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:

@@ -173,3 +173,80 @@ def _kind(value: Any) -> str:
     return {dict: "object", list: "list", str: "string", type(None): "null"}.get(
         type(value), "number" if isinstance(value, int | float) else type(value).__name__
     )
+
+
+# --- account listings (console host) ------------------------------------------------------
+
+# Endpoint settings exported as vastai_endpoint_<name>.
+ENDPOINT_SETTINGS = ("max_workers", "min_load", "target_util", "cold_mult", "cold_workers")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """An endpoint from `/api/v0/endptjobs/`; its `api_key` field is deliberately not kept."""
+
+    id: int
+    name: str
+    state: str
+    settings: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A worker group from `/api/v0/workergroups/`; its `api_key` is not kept either."""
+
+    id: int
+    endpoint_id: int | None
+    endpoint_name: str
+
+
+def parse_results(payload: Any, key: str) -> list[dict[str, Any]]:
+    """The object list under `key` of a listing answer (`{"success": true, key: [...]}`)."""
+    if isinstance(payload, dict):
+        message = error_message(payload)
+        if message is not None:
+            raise PollError("api_error", message)
+        payload = payload.get(key)
+    if not isinstance(payload, list) or not all(isinstance(item, dict) for item in payload):
+        raise PollError("invalid_response", f"expected a list of objects under {key!r}")
+    return payload
+
+
+def parse_endpoints(payload: Any) -> list[EndpointInfo]:
+    endpoints = {}
+    for item in parse_results(payload, "results"):
+        endpoint_id = parse_worker_id(item.get("id"))
+        if endpoint_id is None:
+            continue
+        settings = {}
+        for name in ENDPOINT_SETTINGS:
+            number = parse_number(item.get(name))
+            if number is not None:
+                settings[name] = number
+        state = item.get("endpoint_state")
+        endpoints[int(endpoint_id)] = EndpointInfo(
+            int(endpoint_id),
+            _text(item.get("endpoint_name")),
+            state.strip().lower() if isinstance(state, str) else "",
+            settings,
+        )
+    return list(endpoints.values())
+
+
+def parse_worker_groups(payload: Any) -> list[GroupInfo]:
+    groups = {}
+    for item in parse_results(payload, "results"):
+        group_id = parse_worker_id(item.get("id"))
+        if group_id is None:
+            continue
+        endpoint_id = parse_worker_id(item.get("endpoint_id"))
+        groups[int(group_id)] = GroupInfo(
+            int(group_id),
+            int(endpoint_id) if endpoint_id is not None else None,
+            _text(item.get("endpoint_name")),
+        )
+    return list(groups.values())
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""

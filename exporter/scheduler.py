@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import TypeVar
 
 from .config import PollingSettings, Target
 from .metrics import TargetState
@@ -27,6 +28,7 @@ MAX_BACKOFF_EXPONENT = 10  # 2**10 > MAX_BACKOFF_INTERVALS: the cap is reached b
 MAX_RETRY_AFTER = 3600.0
 
 FetchWorkers = Callable[[Target], Awaitable[list[Worker]]]
+T = TypeVar("T")
 
 
 class Scheduler:
@@ -92,22 +94,27 @@ class Scheduler:
     async def poll(self, key: str) -> None:
         """Poll one target once and record the outcome; no exception ends a target's polling."""
         state = self._states[key]
-        started = time.monotonic()
-        try:
-            workers = await self._fetch(state.target)
-        except PollError as exc:
-            outcome = self._failed(state, exc, time.monotonic() - started)
-        except Exception as exc:  # a bug or an input nobody foresaw: report it, keep polling
-            log.debug("unexpected poll failure", exc_info=True)
-            error = PollError("invalid_response", f"unexpected {type(exc).__name__}: {exc}")
-            outcome = self._failed(state, error, time.monotonic() - started)
-        else:
-            outcome = self._succeeded(state, workers, time.monotonic() - started)
+        outcome, workers = await attempt(state, lambda: self._fetch(state.target))
+        if workers is not None:
+            outcome = self._keep_workers(outcome, workers)
         current = self._states.get(key)
         if current is not None:  # set_targets may have relabelled it while we waited
             self._states[key] = replace(outcome, target=current.target)
             self._on_change()
             self._log_first_round()
+
+    def _keep_workers(self, state: TargetState, workers: list[Worker]) -> TargetState:
+        """The workers of a successful poll, at most polling.max_workers_per_target of them."""
+        cap = self._polling.max_workers_per_target
+        truncated = len(workers) > cap
+        if truncated and not state.truncated:
+            fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
+            log.warning(
+                f"target reports more workers than polling.max_workers_per_target ({cap}); "
+                "exporting the first ones only",
+                extra={"fields": fields},
+            )
+        return replace(state, workers=tuple(workers[:cap]), truncated=truncated)
 
     def _log_first_round(self) -> None:
         if self._first_round_logged or not self.ready:
@@ -118,66 +125,6 @@ class Scheduler:
         workers = sum(len(state.workers) for state in states if state.up)
         fields = {"targets_up": up, "targets_down": len(self._states) - up, "workers": workers}
         log.info("first poll round done", extra={"fields": fields})
-
-    def _succeeded(self, state: TargetState, workers: list[Worker], duration: float) -> TargetState:
-        now = time.time()
-        cap = self._polling.max_workers_per_target
-        truncated = len(workers) > cap
-        if truncated and not state.truncated:
-            fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
-            log.warning(
-                f"target reports more workers than polling.max_workers_per_target ({cap}); "
-                "exporting the first ones only",
-                extra={"fields": fields},
-            )
-        workers = workers[:cap]
-        if state.polled and not state.up:
-            fields = {"kind": state.target.kind, "id": state.target.id, "workers": len(workers)}
-            if state.last_success is not None:
-                fields["down_for"] = f"{now - state.last_success:.0f}s"
-            log.info("target up", extra={"fields": fields})
-        return replace(
-            state,
-            polled=True,
-            up=True,
-            workers=tuple(workers),
-            last_success=now,
-            last_success_monotonic=time.monotonic(),
-            last_attempt=now,
-            last_duration=duration,
-            last_error=None,
-            last_error_message="",
-            rate_limited_streak=0,
-            retry_after=None,
-            truncated=truncated,
-        )
-
-    def _failed(self, state: TargetState, error: PollError, duration: float) -> TargetState:
-        fields = {
-            "kind": state.target.kind,
-            "id": state.target.id,
-            "reason": error.reason,
-            "error": error.message,
-        }
-        if not state.polled or state.up:
-            log.warning("target down", extra={"fields": fields})
-        elif state.last_error != error.reason:
-            log.debug("target still down, other reason", extra={"fields": fields})
-        errors = list(state.errors)
-        errors[REASONS.index(error.reason)] += 1
-        streak = state.rate_limited_streak + 1 if error.reason == "rate_limited" else 0
-        return replace(
-            state,
-            polled=True,
-            up=False,
-            last_attempt=time.time(),
-            last_duration=duration,
-            last_error=error.reason,
-            last_error_message=error.message,
-            errors=tuple(errors),
-            rate_limited_streak=streak,
-            retry_after=error.retry_after,
-        )
 
     def _next_delay(self, state: TargetState) -> float:
         return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)
@@ -193,3 +140,71 @@ def next_delay(interval: float, rate_limited_streak: int, retry_after: float | N
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay
+
+
+async def attempt(
+    state: TargetState, call: Callable[[], Awaitable[T]]
+) -> tuple[TargetState, T | None]:
+    """Run one poll of a target: its new state, and the result (None when it failed)."""
+    started = time.monotonic()
+    try:
+        result = await call()
+    except PollError as exc:
+        return record_failure(state, exc, time.monotonic() - started), None
+    except Exception as exc:  # a bug or an input nobody foresaw: report it, keep polling
+        log.debug("unexpected poll failure", exc_info=True)
+        error = PollError("invalid_response", f"unexpected {type(exc).__name__}: {exc}")
+        return record_failure(state, error, time.monotonic() - started), None
+    return record_success(state, time.monotonic() - started), result
+
+
+def record_success(state: TargetState, duration: float) -> TargetState:
+    """The state after a successful poll; logs the way back up."""
+    now = time.time()
+    if state.polled and not state.up:
+        fields: dict[str, object] = {"kind": state.target.kind, "id": state.target.id}
+        if state.last_success is not None:
+            fields["down_for"] = f"{now - state.last_success:.0f}s"
+        log.info("target up", extra={"fields": fields})
+    return replace(
+        state,
+        polled=True,
+        up=True,
+        last_success=now,
+        last_success_monotonic=time.monotonic(),
+        last_attempt=now,
+        last_duration=duration,
+        last_error=None,
+        last_error_message="",
+        rate_limited_streak=0,
+        retry_after=None,
+    )
+
+
+def record_failure(state: TargetState, error: PollError, duration: float) -> TargetState:
+    """The state after a failed poll (last-known workers kept); logs the way down."""
+    fields = {
+        "kind": state.target.kind,
+        "id": state.target.id,
+        "reason": error.reason,
+        "error": error.message,
+    }
+    if not state.polled or state.up:
+        log.warning("target down", extra={"fields": fields})
+    elif state.last_error != error.reason:
+        log.debug("target still down, other reason", extra={"fields": fields})
+    errors = list(state.errors)
+    errors[REASONS.index(error.reason)] += 1
+    streak = state.rate_limited_streak + 1 if error.reason == "rate_limited" else 0
+    return replace(
+        state,
+        polled=True,
+        up=False,
+        last_attempt=time.time(),
+        last_duration=duration,
+        last_error=error.reason,
+        last_error_message=error.message,
+        errors=tuple(errors),
+        rate_limited_streak=streak,
+        retry_after=error.retry_after,
+    )

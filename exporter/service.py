@@ -11,15 +11,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
+from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
-from .metrics import ReloadStatus, TargetState
+from .metrics import AccountView, ReloadStatus, TargetState
 from .parsing import Worker
 from .scheduler import Scheduler
-from .vast import VastClient, create_session
+from .vast import Account, VastClient, create_session
 
 log = logging.getLogger("exporter")
 
@@ -33,8 +35,13 @@ class Exporter:
         api_key: str,
         config_path: str | None = None,
         on_new_key: Callable[[str], None] = lambda key: None,
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard or Shard()
+        self._account: Account | None = None
+        self._listing: PeriodicReader[Account] | None = None
+        self._listing_task: asyncio.Task[None] | None = None
         self._api_key = api_key
         self._config_path = config_path
         self._on_new_key = on_new_key
@@ -49,9 +56,11 @@ class Exporter:
 
     def start(self) -> None:
         self._render_task = asyncio.create_task(self.cache.run(), name="render")
-        self.scheduler.set_targets(self.config.targets)
+        self._set_targets()
+        self._configure_discovery()
 
     async def close(self) -> None:
+        self._stop_discovery()
         await self.scheduler.stop()
         if self._render_task is not None:
             self._render_task.cancel()
@@ -103,7 +112,67 @@ class Exporter:
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
         )
-        self.scheduler.set_targets(config.targets)
+        self._set_targets()
+        self._configure_discovery()
+
+    # --- targets and discovery ----------------------------------------------------------------
+
+    def _set_targets(self) -> None:
+        """Poll this shard's share of the configured and discovered targets."""
+        discovery = self.config.discovery
+        found = discovered_targets(self._account, discovery) if self._account else []
+        if not discovery.enabled:
+            found = []
+        targets = merge_targets(self.config.targets, found)
+        self.scheduler.set_targets(t for t in targets if self.shard.owns(t.kind, t.id))
+        self.cache.account = self._account_view(targets)
+        self.cache.mark_changed()
+
+    def _account_view(self, targets: list[Target]) -> AccountView:
+        """Settings of this shard's wanted endpoints and polled groups; configured names win."""
+        account, settings = self._account, self.config.discovery
+        if account is None or not settings.enabled:
+            return AccountView()
+        configured = {t.id: t.name for t in self.config.targets if t.kind == "endpoint"}
+        endpoints = tuple(
+            replace(endpoint, name=configured.get(endpoint.id) or endpoint.name)
+            for endpoint in account.endpoints
+            if self.shard.owns("endpoint", endpoint.id)
+            and (endpoint.id in configured or settings.wants(endpoint.name))
+        )
+        polled = {t.id: t for t in targets if t.kind == "worker_group"}
+        groups = tuple(
+            replace(group, endpoint_name=polled[group.id].endpoint_name)
+            for group in account.groups
+            if group.id in polled and self.shard.owns("worker_group", group.id)
+        )
+        return AccountView(endpoints, groups)
+
+    def _configure_discovery(self) -> None:
+        """Start, retune or stop the listing reader to match the config."""
+        settings = self.config.discovery
+        if not settings.enabled:
+            self._stop_discovery()
+            return
+        if self._listing is None:
+            self._listing = PeriodicReader(
+                Target("listing", "account"),
+                lambda: self._client.fetch_account(),
+                settings.interval,
+                self._on_account,
+                self.cache.mark_changed,
+            )
+            self._listing_task = asyncio.create_task(self._listing.run(), name="listing")
+        self._listing.interval = settings.interval
+
+    def _stop_discovery(self) -> None:
+        if self._listing_task is not None:
+            self._listing_task.cancel()
+        self._listing, self._listing_task, self._account = None, None, None
+
+    def _on_account(self, account: Account) -> None:
+        self._account = account
+        self._set_targets()
 
     def _retire_session(self, session: aiohttp.ClientSession, timeout: float) -> None:
         """Close a replaced session once the polls still using it have had time to finish."""
@@ -121,14 +190,20 @@ class Exporter:
     def _new_client(self, config: Config, api_key: str) -> VastClient:
         vast = config.vast
         return VastClient(
-            self._session, vast.api_url, api_key, vast.timeout, vast.max_response_bytes
+            self._session,
+            vast.api_url,
+            api_key,
+            vast.timeout,
+            vast.max_response_bytes,
+            console_url=vast.console_url,
         )
 
     async def _fetch(self, target: Target) -> list[Worker]:
         return await self._client.fetch_workers(target)  # the client of the current config
 
     def _states(self) -> tuple[TargetState, ...]:
-        return self.scheduler.states()
+        listing = (self._listing.state,) if self._listing is not None else ()
+        return listing + self.scheduler.states()
 
 
 def _refresh_every(config: Config) -> float:

@@ -7,22 +7,39 @@ and bodies, and the key is scrubbed from them, so nothing upstream can echo it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import re
 import time
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
 from . import __version__
 from .config import Target
-from .parsing import PollError, Worker, body_message, decode_json, parse_workers_payload
+from .parsing import (
+    EndpointInfo,
+    GroupInfo,
+    PollError,
+    Worker,
+    body_message,
+    decode_json,
+    parse_endpoints,
+    parse_worker_groups,
+    parse_workers_payload,
+)
+
+T = TypeVar("T")
 
 ENDPOINT_PATH = "/get_endpoint_workers/"
 # The seed documents the first; newer docs show the second. Try in order, remember what works.
 WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
+LISTING_ENDPOINTS_PATH = "/api/v0/endptjobs/"
+LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 REDACTED = "<redacted>"
@@ -46,8 +63,19 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+@dataclass(frozen=True)
+class Account:
+    """What the account listing says: its endpoints and worker groups."""
+
+    endpoints: tuple[EndpointInfo, ...]
+    groups: tuple[GroupInfo, ...]
+
+
 class VastClient:
-    """Fetches the worker list of one target from the worker-list host (`vast.api_url`)."""
+    """Reads worker lists (`vast.api_url`) and account listings (`vast.console_url`).
+
+    Every public method raises PollError, with a key-free message, on any failure.
+    """
 
     def __init__(
         self,
@@ -56,45 +84,75 @@ class VastClient:
         api_key: str,
         timeout: float,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        console_url: str = "https://console.vast.ai",
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
+        self._console_url = console_url.rstrip("/")
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_response_bytes = max_response_bytes
-        self._group_path: str | None = None
-        self._proxy = proxy_for(self._api_url)
+        self._known_paths: dict[tuple[str, ...], str] = {}
+        self._proxies = {url: proxy_for(url) for url in (self._api_url, self._console_url)}
 
     async def fetch_workers(self, target: Target) -> list[Worker]:
-        """The target's workers; raises PollError with a key-free message on any failure."""
-        try:
+        """The target's workers."""
+        with self._scrubbed():
             if target.kind == "endpoint":
-                return await self._fetch(ENDPOINT_PATH, target.id)
-            return await self._fetch_worker_group(target.id)
+                return await self._fetch(ENDPOINT_PATH, int(target.id))
+            group_id = int(target.id)
+            return await self._first_that_exists(
+                WORKER_GROUP_PATHS, lambda path: self._fetch(path, group_id)
+            )
+
+    async def fetch_account(self) -> Account:
+        """The account's endpoints and worker groups (two calls, one after the other)."""
+        with self._scrubbed():
+            endpoints = await self._get_listing(LISTING_ENDPOINTS_PATH, parse_endpoints)
+            groups = await self._first_that_exists(
+                LISTING_GROUP_PATHS, lambda path: self._get_listing(path, parse_worker_groups)
+            )
+            return Account(tuple(endpoints), tuple(groups))
+
+    @contextlib.contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        """Re-raise a PollError whose message echoes the key with the key redacted."""
+        try:
+            yield
         except PollError as exc:
             if self._api_key in exc.message:
-                raise PollError(
-                    exc.reason, exc.message.replace(self._api_key, REDACTED), exc.retry_after
-                ) from None
+                message = exc.message.replace(self._api_key, REDACTED)
+                raise PollError(exc.reason, message, exc.retry_after) from None
             raise
 
-    async def _fetch_worker_group(self, group_id: int) -> list[Worker]:
-        """Try the path that worked last first; on 404 the others, and remember what works."""
-        first = self._group_path or WORKER_GROUP_PATHS[0]
-        paths = (first, *(path for path in WORKER_GROUP_PATHS if path != first))
-        for index, path in enumerate(paths):
+    async def _get_listing(self, path: str, parse: Callable[[Any], list[T]]) -> list[T]:
+        status, headers, body = await self._request("GET", self._console_url + path)
+        if status == 400 and b"No endpoints" in body:
+            return []  # how Vast says "this account has no endpoints"
+        if not 200 <= status < 300:
+            raise _status_error(status, headers, body)
+        return parse(decode_json(body))
+
+    async def _first_that_exists(
+        self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """Call with the path of `paths` that worked last (else the first); on 404 try the
+        others in turn, and remember the one that answers. Vast has renamed calls before."""
+        first = self._known_paths.get(paths, paths[0])
+        ordered = (first, *(path for path in paths if path != first))
+        for index, path in enumerate(ordered):
             try:
-                workers = await self._fetch(path, group_id)
+                result = await call(path)
             except PollError as exc:
-                if exc.reason == "not_found" and index + 1 < len(paths):
+                if exc.reason == "not_found" and index + 1 < len(ordered):
                     continue
                 raise
-            self._group_path = path
-            return workers
+            self._known_paths[paths] = path
+            return result
         raise AssertionError("unreachable: the last path either returns or raises")
 
     async def _fetch(self, path: str, target_id: int) -> list[Worker]:
-        status, headers, body = await self._post(path, {"id": target_id})
+        status, headers, body = await self._request("POST", self._api_url + path, {"id": target_id})
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         if len(body) < PARSE_IN_THREAD_BYTES:
@@ -102,17 +160,20 @@ class VastClient:
         # A large worker list takes tens of ms to parse: keep the event loop free meanwhile.
         return await asyncio.get_running_loop().run_in_executor(None, parse_body, body)
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any, bytes]:
-        url = self._api_url + path
+    async def _request(
+        self, method: str, url: str, payload: dict[str, Any] | None = None
+    ) -> tuple[int, Any, bytes]:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        base = self._api_url if url.startswith(self._api_url) else self._console_url
         try:
-            async with self._session.post(
+            async with self._session.request(
+                method,
                 url,
                 json=payload,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
-                proxy=self._proxy,
+                proxy=self._proxies[base],
             ) as response:
                 body = await self._read_capped(response)
                 return response.status, response.headers, body

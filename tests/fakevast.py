@@ -18,6 +18,9 @@ from typing import Any
 from aiohttp import web
 
 ENDPOINT_PATH = "/get_endpoint_workers/"
+ENDPTJOBS_PATH = "/api/v0/endptjobs/"
+WORKERGROUPS_PATH = "/api/v0/workergroups/"
+AUTOJOBS_PATH = "/api/v0/autojobs/"
 AUTOGROUP_PATH = "/get_autogroup_workers/"
 WORKERGROUP_PATH = "/get_workergroup_workers/"
 
@@ -81,6 +84,13 @@ class FakeVast:
     def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
+        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH)
+        # Account listing answers by path; an account without endpoints, as Vast answers it.
+        self.listings: dict[str, Behaviour | Callable[[], Behaviour]] = {
+            ENDPTJOBS_PATH: failure(400, "No endpoints for user 42 found."),
+            WORKERGROUPS_PATH: failure(200, {"success": True, "results": []}),
+            AUTOJOBS_PATH: failure(200, {"success": True, "results": []}),
+        }
         self.behaviours: dict[tuple[str, int], Behaviour | Callable[[], Behaviour]] = {}
         self.requests: list[Request] = []
         self.url = ""
@@ -106,6 +116,8 @@ class FakeVast:
         app.router.add_post(ENDPOINT_PATH, self._handle)
         app.router.add_post(AUTOGROUP_PATH, self._handle)
         app.router.add_post(WORKERGROUP_PATH, self._handle)
+        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH):
+            app.router.add_get(path, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -129,10 +141,13 @@ class FakeVast:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(Request(request.path, dict(request.headers), body))
-        if request.path not in (ENDPOINT_PATH, *self.group_paths):
+        listing = request.method == "GET"
+        if request.path not in (ENDPOINT_PATH, *self.group_paths, *self.listing_paths):
             return web.Response(status=404, text="404: Not Found")
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.Response(status=401, text="Unauthorized: invalid api_key")
+        if listing:
+            return await self._listing(request)
         try:
             target_id = int(json.loads(body)["id"])
         except (ValueError, KeyError, TypeError):
@@ -141,6 +156,18 @@ class FakeVast:
         behaviour = self.behaviours.get((kind, target_id))
         if behaviour is None:
             return web.Response(status=400, text=f"endpoint {target_id} not found")
+        if callable(behaviour):
+            behaviour = behaviour()
+        return await self._answer(request, behaviour)
+
+    def set_account(self, endpoints: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+        """Listing answers for these endpoints and worker groups (with their api_key secrets)."""
+        self.listings[ENDPTJOBS_PATH] = failure(200, {"success": True, "results": endpoints})
+        groups_answer = failure(200, {"success": True, "results": groups})
+        self.listings[WORKERGROUPS_PATH] = self.listings[AUTOJOBS_PATH] = groups_answer
+
+    async def _listing(self, request: web.Request) -> web.StreamResponse:
+        behaviour = self.listings[request.path]
         if callable(behaviour):
             behaviour = behaviour()
         return await self._answer(request, behaviour)
@@ -194,3 +221,44 @@ def rotating(behaviours: Iterable[Behaviour]) -> Callable[[], Behaviour]:
     """A behaviour function that answers with each of `behaviours` in turn, forever."""
     cycle = itertools.cycle(list(behaviours))
     return lambda: next(cycle)
+
+
+LISTING_SECRET = "endpoint-api-key-9f8e7d6c5b4a"
+
+
+def endpoint(endpoint_id: int, name: str, **fields: Any) -> dict[str, Any]:
+    """An endpoint of /api/v0/endptjobs/ as Vast lists it, secret api_key included."""
+    base: dict[str, Any] = {
+        "id": endpoint_id,
+        "endpoint_name": name,
+        "endpoint_state": "active",
+        "min_load": 100.0,
+        "min_cold_load": 0.0,
+        "target_util": 0.9,
+        "cold_mult": 2.5,
+        "cold_workers": 2,
+        "max_workers": 16,
+        "max_queue_time": 30.0,
+        "target_queue_time": 10.0,
+        "inactivity_timeout": 600,
+        "created_at": 1724275993.5,
+        "user_id": 42,
+        "api_key": LISTING_SECRET,
+    }
+    base.update(fields)
+    return base
+
+
+def worker_group(group_id: int, endpoint_id: int, endpoint_name: str) -> dict[str, Any]:
+    """A worker group of /api/v0/workergroups/, secret api_key included."""
+    return {
+        "id": group_id,
+        "endpoint_id": endpoint_id,
+        "endpoint_name": endpoint_name,
+        "template_hash": "abc123",
+        "template_id": 7,
+        "gpu_ram": 24,
+        "test_workers": 3,
+        "created_at": "2026-11-01T10:00:00Z",
+        "api_key": LISTING_SECRET,
+    }

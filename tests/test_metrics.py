@@ -121,10 +121,18 @@ def test_target_series_and_zeroed_error_counters() -> None:
 
 def test_help_texts_say_the_data_is_cached() -> None:
     text = render(build_snapshot([state(ENDPOINT, worker(1))], 300, NOW)).decode()
-    helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_worker")]
-    helps += [line for line in text.splitlines() if line.startswith("# HELP vastai_target")]
-    assert len(helps) == 16
-    assert all("cached from the last poll" in line for line in helps)
+    helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_")]
+    polled = [
+        line for line in helps if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
+    ]
+    listed = [
+        line
+        for line in helps
+        if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_info"))
+    ]
+    assert len(polled) == 17 and len(listed) == 7
+    assert all("cached from the last poll" in line for line in set(polled) - set(listed))
+    assert all("cached from the last account listing" in line for line in listed)
 
 
 def test_readme_documents_every_exported_metric() -> None:
@@ -132,7 +140,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW)).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 19
+    assert len(names) == 26
     assert {name for name in names if f"`{name}`" not in readme} == set()
 
 

@@ -1,0 +1,111 @@
+"""Account discovery: which endpoints and worker groups to poll, read from the account listing.
+
+The listing is read once per `discovery.interval` (never sooner: Vast rate-limits these calls
+per key) and backs off on 429. It is reported like a target (`kind="listing"`). A failed read
+keeps the last known set of targets; a successful one replaces it, so deleted endpoints lose
+their series and new ones are polled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from .config import DiscoverySettings, Target
+from .metrics import TargetState
+from .scheduler import attempt, next_delay
+from .vast import Account
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class PeriodicReader(Generic[T]):
+    """Reads something every `interval` (after 429s, later), reporting like a target."""
+
+    def __init__(
+        self,
+        target: Target,
+        read: Callable[[], Awaitable[T]],
+        interval: float,
+        on_result: Callable[[T], None],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.state = TargetState(target)
+        self.interval = interval
+        self._read = read
+        self._on_result = on_result
+        self._on_change = on_change
+
+    async def run(self) -> None:
+        while True:
+            self.state, result = await attempt(self.state, self._read)
+            if result is not None:
+                self._on_result(result)
+            self._on_change()
+            # Jitter may only lengthen the wait: the listing is never read more often.
+            streak, retry_after = self.state.rate_limited_streak, self.state.retry_after
+            await asyncio.sleep(max(self.interval, next_delay(self.interval, streak, retry_after)))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`--shard.index I --shard.count N`: this replica owns the targets whose hash is I mod N.
+
+    The hash (CRC-32 of `kind/id`) is the same in every process and run, so N replicas with
+    indexes 0..N-1 split the targets with no overlap and no gap.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, kind: str, target_id: int | str) -> bool:
+        return zlib.crc32(f"{kind}/{target_id}".encode()) % self.count == self.index
+
+
+def discovered_targets(account: Account, settings: DiscoverySettings) -> list[Target]:
+    """Every worker group of a wanted endpoint, and every wanted endpoint that has no group."""
+    endpoints = {endpoint.id: endpoint for endpoint in account.endpoints}
+    targets = []
+    with_groups = set()
+    for group in account.groups:
+        endpoint = endpoints.get(group.endpoint_id) if group.endpoint_id is not None else None
+        name = endpoint.name if endpoint is not None else group.endpoint_name
+        if not settings.wants(name):
+            continue
+        with_groups.add(group.endpoint_id)
+        targets.append(Target("worker_group", group.id, "", group.endpoint_id, name))
+    for endpoint in account.endpoints:
+        if endpoint.id not in with_groups and settings.wants(endpoint.name):
+            targets.append(
+                Target("endpoint", endpoint.id, endpoint.name, endpoint.id, endpoint.name)
+            )
+    return targets
+
+
+def merge_targets(explicit: Iterable[Target], discovered: Iterable[Target]) -> list[Target]:
+    """Configured targets and discovered ones, once each; configured names win, and a
+    configured group without `endpoint_id` learns its endpoint from the listing."""
+    explicit = list(explicit)
+    names = {t.id: t.name for t in explicit if t.kind == "endpoint" and t.name}
+    merged: dict[str, Target] = {}
+    for target in discovered:
+        if target.endpoint_id in names:
+            name = names[target.endpoint_id]
+            target = replace(
+                target, endpoint_name=name, name=name if target.kind == "endpoint" else ""
+            )
+        merged[target.key] = target
+    for target in explicit:
+        found = merged.get(target.key)
+        if found is not None and target.kind == "worker_group" and target.endpoint_id is None:
+            target = replace(
+                target, endpoint_id=found.endpoint_id, endpoint_name=found.endpoint_name
+            )
+        merged[target.key] = target
+    return list(merged.values())
