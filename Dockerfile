@@ -36,7 +36,8 @@ USER 10001:10001
 EXPOSE 9840
 
 # python itself probes /-/healthy: the slim image has no curl or wget.
-# It assumes the default --web.listen-address (:9840).
+# It assumes the default --web.listen-address (:9840), and plain HTTP without basic auth: with a
+# --web.config.file that turns on TLS or basic auth, override or disable this check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9840/-/healthy', timeout=4).status == 200 else 1)"]
 

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config_file)
         api_key = resolve_api_key(config)
     except ConfigError as exc:
-        return _fail(str(exc))
+        log.error("invalid configuration", extra={"fields": {"error": str(exc)}})
+        return 2
     if args.check_config:
         print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
         return 0
@@ -296,7 +297,9 @@ async def _serve_config(
     cleanups.append(exporter.close)
     web_config = options.web_config
     auth = BasicAuth(web_config.users) if web_config.users else None
-    app = ExporterApp(exporter.cache, exporter.reload, auth, web_config.headers)
+    app = ExporterApp(
+        exporter.cache, exporter.reload, auth, web_config.headers, options.redactor.redact
+    )
     runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     cleanups.append(runner.cleanup)
@@ -322,6 +325,7 @@ async def _serve_config(
     log.info("vastai-exporter started", extra={"fields": fields})
     exporter.start()
     await stop.wait()
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     log.info("shutting down")
 
 

@@ -47,6 +47,7 @@ class Scheduler:
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._first_round_logged = False
+        self._settings_changed = asyncio.Event()
 
     def states(self) -> tuple[TargetState, ...]:
         return tuple(self._states.values())
@@ -57,10 +58,13 @@ class Scheduler:
         return all(state.polled for state in self._states.values())
 
     def update_polling(self, polling: PollingSettings) -> None:
-        """New settings from a reload; a new concurrency limit applies to polls not yet waiting."""
+        """New settings from a reload. Targets waiting for their next poll wake up and wait
+        under the new interval instead; a new concurrency limit applies to polls not yet queued."""
         if polling.concurrency != self._polling.concurrency:
             self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._polling = polling
+        self._settings_changed.set()
+        self._settings_changed = asyncio.Event()
 
     def set_targets(self, targets: Iterable[Target]) -> None:
         """Start polling new targets at once, stop and forget removed ones, relabel changed ones."""
@@ -86,10 +90,25 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, key: str) -> None:
-        while True:
+        # The target may be removed (and this task cancelled) at any await; stop when it is.
+        while key in self._states:
             async with self._semaphore:
-                await self.poll(key)
-            await asyncio.sleep(self._next_delay(self._states[key]))
+                if key in self._states:
+                    await self.poll(key)
+            await self._wait_for_next_poll(key)
+
+    async def _wait_for_next_poll(self, key: str) -> None:
+        """Sleep until the next poll is due, re-planned under new settings when they change."""
+        started = time.monotonic()
+        while (state := self._states.get(key)) is not None:
+            changed = self._settings_changed
+            remaining = self._next_delay(state) - (time.monotonic() - started)
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def poll(self, key: str) -> None:
         """Poll one target once and record the outcome; no exception ends a target's polling."""

@@ -45,9 +45,11 @@ class ExporterApp:
         reload: Reload,
         auth: BasicAuth | None = None,
         headers: dict[str, str] | None = None,
+        redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self._cache = cache
         self._reload = reload
+        self._redact = redact
         self._auth = auth
         self._headers = headers or {}
         self._ready = False
@@ -72,7 +74,8 @@ class ExporterApp:
         error = await self._reload()
         if error is None:
             return web.Response(text="Reloaded.\n")
-        return web.Response(status=500, text=f"Reload failed, running config kept: {error}\n")
+        text = f"Reload failed, running config kept: {self._redact(error)}\n"
+        return web.Response(status=500, text=text)
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Copy cached bytes: the format and encoding the scraper asked for, nothing rendered."""

@@ -46,13 +46,14 @@ class Exporter:
         self._config_path = config_path
         self._on_new_key = on_new_key
         self._session = create_session(config.polling.concurrency)
-        self._client = self._new_client(config, api_key)
+        self._client = self._new_client(config, api_key, {})
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
         self.cache = MetricsCache(self._states, polling.stale_after, _refresh_every(config))
         self.scheduler = Scheduler(self._fetch, polling, self.cache.mark_changed)
         self._render_task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._render_task = asyncio.create_task(self.cache.run(), name="render")
@@ -60,6 +61,8 @@ class Exporter:
         self._configure_discovery()
 
     async def close(self) -> None:
+        async with self._reload_lock:  # a reload in progress finishes first; none starts after
+            self._closing = True
         self._stop_discovery()
         await self.scheduler.stop()
         if self._render_task is not None:
@@ -73,6 +76,8 @@ class Exporter:
     async def reload(self) -> str | None:
         """Re-read the config file; None on success, else the reason (the old config stays)."""
         async with self._reload_lock:
+            if self._closing:
+                return "shutting down"
             if self._config_path is None:
                 log.info("reload: nothing to re-read in demo mode")
                 return None
@@ -99,14 +104,15 @@ class Exporter:
         if api_key != self._api_key:
             self._on_new_key(api_key)
         if config.polling.concurrency != old.polling.concurrency:
-            self._retire_session(self._session, old.vast.timeout)
+            # A worker-group poll may make two requests in a row (the 404 fallback).
+            self._retire_session(self._session, 2 * old.vast.timeout + 1)
             self._session = create_session(config.polling.concurrency)
         if (config.vast, config.polling.concurrency, api_key) != (
             old.vast,
             old.polling.concurrency,
             self._api_key,
         ):
-            self._client = self._new_client(config, api_key)
+            self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
         self.scheduler.update_polling(config.polling)
         self.cache.update(
@@ -174,12 +180,12 @@ class Exporter:
         self._account = account
         self._set_targets()
 
-    def _retire_session(self, session: aiohttp.ClientSession, timeout: float) -> None:
+    def _retire_session(self, session: aiohttp.ClientSession, grace: float) -> None:
         """Close a replaced session once the polls still using it have had time to finish."""
 
         async def close_later() -> None:
             try:
-                await asyncio.sleep(timeout + 1)
+                await asyncio.sleep(grace)
             finally:
                 await session.close()
 
@@ -187,7 +193,9 @@ class Exporter:
         self._old_sessions.add(task)
         task.add_done_callback(self._old_sessions.discard)
 
-    def _new_client(self, config: Config, api_key: str) -> VastClient:
+    def _new_client(
+        self, config: Config, api_key: str, known_paths: dict[tuple[str, ...], str]
+    ) -> VastClient:
         vast = config.vast
         return VastClient(
             self._session,
@@ -196,6 +204,7 @@ class Exporter:
             vast.timeout,
             vast.max_response_bytes,
             console_url=vast.console_url,
+            known_paths=known_paths,
         )
 
     async def _fetch(self, target: Target) -> list[Worker]:

@@ -85,6 +85,7 @@ class VastClient:
         timeout: float,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         console_url: str = "https://console.vast.ai",
+        known_paths: dict[tuple[str, ...], str] | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
@@ -92,7 +93,9 @@ class VastClient:
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_response_bytes = max_response_bytes
-        self._known_paths: dict[tuple[str, ...], str] = {}
+        # Which of several paths for a call exists, learnt by 404s; shared with a successor
+        # client after a reload so it does not learn it again.
+        self.known_paths: dict[tuple[str, ...], str] = {} if known_paths is None else known_paths
         self._proxies = {url: proxy_for(url) for url in (self._api_url, self._console_url)}
 
     async def fetch_workers(self, target: Target) -> list[Worker]:
@@ -138,7 +141,7 @@ class VastClient:
     ) -> T:
         """Call with the path of `paths` that worked last (else the first); on 404 try the
         others in turn, and remember the one that answers. Vast has renamed calls before."""
-        first = self._known_paths.get(paths, paths[0])
+        first = self.known_paths.get(paths, paths[0])
         ordered = (first, *(path for path in paths if path != first))
         for index, path in enumerate(ordered):
             try:
@@ -147,7 +150,7 @@ class VastClient:
                 if exc.reason == "not_found" and index + 1 < len(ordered):
                     continue
                 raise
-            self._known_paths[paths] = path
+            self.known_paths[paths] = path
             return result
         raise AssertionError("unreachable: the last path either returns or raises")
 

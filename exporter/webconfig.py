@@ -12,10 +12,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ import bcrypt
 from aiohttp import web
 
 from .config import ConfigError, check_mapping, load_yaml_file
+
+log = logging.getLogger(__name__)
 
 # Go's tls.ClientAuthType names -> what Python's ssl module can do faithfully.
 CLIENT_AUTH = {
@@ -47,6 +51,19 @@ TLS_KEYS = {
     "min_version",
     "max_version",
 }
+# Accepted for compatibility with exporter-toolkit files, and ignored (logged at start-up):
+# Go's cipher-suite and curve names do not map onto OpenSSL's.
+IGNORED_TLS_KEYS = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites"}
+# The response headers exporter-toolkit lets a web config set.
+ALLOWED_HEADERS = {
+    "strict-transport-security",
+    "x-content-type-options",
+    "x-frame-options",
+    "x-xss-protection",
+    "content-security-policy",
+}
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit; a longer password can never match
+MAX_WAITING_CHECKS = 16  # bcrypt checks queued at most; past that, 401 without checking
 HTTP_KEY = "http_server_config"
 REALM = 'Basic realm="vastai-exporter", charset="UTF-8"'
 AUTH_CACHE_SIZE = 256
@@ -89,20 +106,40 @@ def _parse(document: Any, base: Path) -> WebConfig:
     users = check_mapping(top.get("basic_auth_users"), "basic_auth_users", None)
     hashes: dict[str, bytes] = {}
     for user, hashed in users.items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            raise ConfigError(
-                "expected a bcrypt hash ($2a$, $2b$ or $2y$)", key=f"basic_auth_users.{user}"
-            )
-        hashes[str(user)] = hashed.encode()
+        hashes[str(user)] = _bcrypt_hash(hashed, f"basic_auth_users.{user}")
     http = check_mapping(top.get("http_server_config"), "http_server_config", {"headers", "http2"})
     headers = check_mapping(http.get("headers"), "http_server_config.headers", None)
+    for name in headers:
+        if str(name).lower() not in ALLOWED_HEADERS:
+            allowed = ", ".join(sorted(ALLOWED_HEADERS))
+            raise ConfigError(
+                f"this header cannot be configured (allowed: {allowed})",
+                key=f"http_server_config.headers.{name}",
+            )
     return WebConfig(tls, hashes, {str(k): str(v) for k, v in headers.items()})
 
 
+def _bcrypt_hash(value: Any, key: str) -> bytes:
+    """A well-formed bcrypt hash, checked now rather than failing every request later."""
+    if not isinstance(value, str) or not value.startswith(("$2a$", "$2b$", "$2y$")):
+        raise ConfigError("expected a bcrypt hash ($2a$, $2b$ or $2y$)", key=key)
+    try:
+        bcrypt.checkpw(b"", value.encode())
+    except ValueError:
+        raise ConfigError("not a valid bcrypt hash", key=key) from None
+    return value.encode()
+
+
 def _parse_tls(value: Any, base: Path) -> TLSSettings | None:
-    section = check_mapping(value, "tls_server_config", TLS_KEYS)
+    section = check_mapping(value, "tls_server_config", TLS_KEYS | IGNORED_TLS_KEYS)
     if not section:
         return None
+    ignored = sorted(IGNORED_TLS_KEYS & set(section))
+    if ignored:
+        log.warning(
+            "web config: TLS settings accepted for compatibility but not applied",
+            extra={"fields": {"keys": ",".join(ignored)}},
+        )
     for required in ("cert_file", "key_file"):
         if not isinstance(section.get(required), str):
             raise ConfigError("required with TLS: a file path", key=f"tls_server_config.{required}")
@@ -118,6 +155,12 @@ def _parse_tls(value: Any, base: Path) -> TLSSettings | None:
             f"unknown client_auth_type {auth!r}", key="tls_server_config.client_auth_type"
         )
     ca_file = section.get("client_ca_file")
+    if ca_file and "client_auth_type" not in section:
+        raise ConfigError(
+            "client_ca_file without client_auth_type would not check clients: set "
+            "client_auth_type (RequireAndVerifyClientCert or VerifyClientCertIfGiven)",
+            key="tls_server_config.client_auth_type",
+        )
     if auth != "NoClientCert" and not ca_file:
         raise ConfigError(f"{auth} needs a client_ca_file", key="tls_server_config.client_ca_file")
     for name in ("min_version", "max_version"):
@@ -163,14 +206,23 @@ def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
 
 
 class BasicAuth:
-    """aiohttp middleware: every path needs valid credentials when users are configured."""
+    """aiohttp middleware: every path needs valid credentials when users are configured.
+
+    Checks run on a bcrypt-only thread pool, at most MAX_WAITING_CHECKS queued: a flood of
+    wrong passwords gets 401s, not a backlog that would delay rendering. Outcomes are cached
+    by a salted digest of user, password and hash (never the password itself), failures too.
+    """
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self._users = users
         self._salt = os.urandom(16)
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
-        # Checked against for unknown users, so they cost as much as known ones.
-        self._dummy_hash = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))
+        self._outcomes: OrderedDict[bytes, bool] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self._waiting = 0
+        # Unknown users are checked against this, at the highest configured cost, so they take
+        # as long as known ones and do not reveal which user names exist.
+        cost = max((int(h.split(b"$")[2]) for h in users.values()), default=10)
+        self._dummy_hash = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=cost))
 
     @web.middleware
     async def middleware(
@@ -184,19 +236,36 @@ class BasicAuth:
         return await handler(request)
 
     async def check(self, user: str, password: str) -> bool:
-        digest = hmac.new(self._salt, f"{user}\0{password}".encode(), hashlib.sha256).digest()
-        if digest in self._verified:
-            self._verified.move_to_end(digest)
-            return True
+        secret = password.encode()
+        if len(secret) > MAX_PASSWORD_BYTES:
+            return False
         hashed = self._users.get(user, self._dummy_hash)
-        loop = asyncio.get_running_loop()
-        valid = await loop.run_in_executor(None, bcrypt.checkpw, password.encode(), hashed)
-        if valid and user in self._users:
-            self._verified[digest] = None
-            while len(self._verified) > AUTH_CACHE_SIZE:
-                self._verified.popitem(last=False)
-            return True
-        return False
+        digest = self._digest(user.encode(), secret, hashed)
+        if digest in self._outcomes:
+            self._outcomes.move_to_end(digest)
+            return self._outcomes[digest]
+        if self._waiting >= MAX_WAITING_CHECKS:
+            return False
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            valid = await loop.run_in_executor(self._pool, bcrypt.checkpw, secret, hashed)
+        finally:
+            self._waiting -= 1
+        valid = valid and user in self._users
+        self._outcomes[digest] = valid
+        while len(self._outcomes) > AUTH_CACHE_SIZE:
+            self._outcomes.popitem(last=False)
+        return valid
+
+    def _digest(self, *parts: bytes) -> bytes:
+        mac = hmac.new(self._salt, digestmod=hashlib.sha256)
+        for part in parts:  # length-prefixed, so ("a", "b:c") and ("a:b", "c") differ
+            mac.update(len(part).to_bytes(4, "big") + part)
+        return mac.digest()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _credentials(header: str) -> tuple[str, str] | None:

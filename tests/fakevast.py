@@ -36,6 +36,7 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     hang_up: bool = False
+    chunked: bool = False  # stream the body in pieces, with no Content-Length
 
 
 def workers(*items: dict[str, Any], shape: str = "list") -> Behaviour:
@@ -160,6 +161,17 @@ class FakeVast:
             behaviour = behaviour()
         return await self._answer(request, behaviour)
 
+    async def _stream(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
+        data = json.dumps(behaviour.body).encode()
+        response = web.StreamResponse(status=behaviour.status)
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), 4096):
+            await response.write(data[start : start + 4096])
+        await response.write_eof()
+        return response
+
     def set_account(self, endpoints: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
         """Listing answers for these endpoints and worker groups (with their api_key secrets)."""
         self.listings[ENDPTJOBS_PATH] = failure(200, {"success": True, "results": endpoints})
@@ -185,6 +197,8 @@ class FakeVast:
                 payload = {"workers": behaviour.workers}
             return web.json_response(payload, status=behaviour.status)
         body = behaviour.body
+        if behaviour.chunked:
+            return await self._stream(request, behaviour)
         if isinstance(body, dict | list):
             return web.json_response(body, status=behaviour.status, headers=behaviour.headers)
         if isinstance(body, str):

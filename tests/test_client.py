@@ -168,3 +168,12 @@ async def test_a_remembered_group_path_that_starts_to_404_falls_back_again() -> 
         assert len(fake.requests_for(WORKERGROUP_PATH)) == 2
     finally:
         await fake.close()
+
+
+async def test_oversized_streamed_body_is_cut_off(fake_vast: FakeVast) -> None:
+    many = [worker(i) for i in range(200)]  # ~60 KB, sent chunked: no Content-Length to check
+    fake_vast.set("endpoint", 10, failure(200, many, chunked=True))
+    with pytest.raises(PollError) as caught:
+        await fetch(fake_vast, ENDPOINT, max_response_bytes=10_000)
+    assert caught.value.reason == "invalid_response"
+    assert [w.id for w in await fetch(fake_vast, ENDPOINT)] == [str(i) for i in range(200)]

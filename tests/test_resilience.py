@@ -56,6 +56,8 @@ async def test_fault_storm(fake_vast: FakeVast, start_exporter) -> None:
     stop.set()
     await asyncio.gather(*scrapers)  # re-raises any failed scrape
     assert len(results) >= 40
+    assert all(API_KEY not in text for text in results)
+    assert API_KEY not in (await exporter.get("/"))[1]
     samples = await exporter.wait_for_metrics(lambda s: True)
     counted = {
         dict(labels)["reason"]

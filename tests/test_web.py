@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import signal
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +18,7 @@ import trustme
 import yaml
 
 from exporter.config import ConfigError
-from exporter.webconfig import load_web_config
+from exporter.webconfig import BasicAuth, load_web_config
 
 from .conftest import promtool
 from .fakevast import FakeVast, worker, workers
@@ -237,7 +239,7 @@ async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) ->
     exporter.proc.send_signal(signal.SIGHUP)
     after = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "3"})
     assert series(after, "vastai_target_up", id="11") == {}
-    assert reload_metrics(after)[1] >= reload_metrics(first)[1]
+    assert reload_metrics(after)[1] > reload_metrics(first)[1]
 
     # An invalid config is refused over HTTP; the running one stays.
     config_file.write_text("polling: {interval: 0s}\nendpoints: [{id: 99}]\n")
@@ -289,3 +291,139 @@ async def test_reload_picks_up_a_rotated_key(fake_vast, start_exporter, tmp_path
     await asyncio.sleep(0.3)
     assert await exporter.stop() == 0
     assert API_KEY not in exporter.log and "old-key-0000000000" not in exporter.log
+
+
+# --- basic auth internals, and what promtool refuses we refuse too ----------------------------
+
+
+class CountingCheck:
+    """bcrypt.checkpw, counted (and optionally slowed) to see what the cache saves."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.delay = delay
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.calls += 1
+        time.sleep(self.delay)
+        return REAL_CHECKPW(password, hashed)
+
+
+REAL_CHECKPW = bcrypt.checkpw
+
+
+async def test_bcrypt_runs_once_per_credentials(monkeypatch) -> None:
+    counting = CountingCheck()
+    auth = BasicAuth({user: hashed.encode() for user, hashed in users().items()})
+    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
+    assert all([await auth.check("prometheus", PASSWORD) for _ in range(10)])
+    assert counting.calls == 1
+    assert not any([await auth.check("prometheus", "nope") for _ in range(10)])
+    assert counting.calls == 2  # a repeated wrong password is cached too
+    assert not await auth.check("nobody", PASSWORD)  # unknown users still pay for bcrypt
+    assert counting.calls == 3
+    assert not await auth.check("prometheus", "x" * 73)  # past bcrypt's 72 bytes: no check
+    assert counting.calls == 3
+    auth.close()
+
+
+async def test_a_flood_of_wrong_passwords_is_refused_without_a_backlog(monkeypatch) -> None:
+    counting = CountingCheck(delay=0.2)
+    auth = BasicAuth({user: hashed.encode() for user, hashed in users().items()})
+    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
+    started = time.monotonic()
+    results = await asyncio.gather(*(auth.check("prometheus", f"guess-{i}") for i in range(200)))
+    assert not any(results)
+    assert counting.calls <= 16  # the rest were refused at once, unchecked
+    assert time.monotonic() - started < 3.0  # 16 checks on 2 threads, not 200
+    assert await auth.check("prometheus", PASSWORD)  # and the right one still gets in
+    auth.close()
+
+
+@pytest.mark.parametrize(
+    ("document", "key"),
+    [
+        ({"basic_auth_users": {"u": "$2a$10$abc"}}, "basic_auth_users.u"),
+        (
+            {"http_server_config": {"headers": {"Content-Type": "text/html"}}},
+            "http_server_config.headers.Content-Type",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "c", "key_file": "k", "client_ca_file": "ca"}},
+            "tls_server_config.client_auth_type",
+        ),
+    ],
+)
+def test_what_promtool_refuses_we_refuse(tmp_path, document, key) -> None:
+    path = write_web_config(tmp_path, document)
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(path))
+    assert caught.value.key == key
+    result = subprocess.run(
+        [promtool(), "check", "web-config", str(path)], capture_output=True, check=False
+    )
+    assert result.returncode != 0
+
+
+def test_go_only_tls_settings_are_accepted_and_ignored(tmp_path, tls_files) -> None:
+    document = {
+        "tls_server_config": {
+            "cert_file": str(tls_files["cert"]),
+            "key_file": str(tls_files["key"]),
+            "cipher_suites": ["TLS_AES_128_GCM_SHA256"],
+            "prefer_server_cipher_suites": True,
+        },
+        "http_server_config": {"headers": {"X-Frame-Options": "deny"}, "http2": True},
+    }
+    web_config = load_web_config(str(write_web_config(tmp_path, document)))
+    assert web_config.tls is not None and web_config.headers == {"X-Frame-Options": "deny"}
+
+
+# --- reload details --------------------------------------------------------------------------
+
+
+async def test_reload_shortening_the_interval_wakes_waiting_targets(
+    fake_vast, start_exporter, tmp_path
+) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    exporter = await start_exporter(
+        fast_config(fake_vast.url, endpoints=[{"id": 10}], polling={"interval": "1h"})
+    )
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    assert len(fake_vast.requests) == 1
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            fast_config(fake_vast.url, endpoints=[{"id": 10}], polling={"interval": "100ms"})
+        )
+    )
+    async with aiohttp.ClientSession() as session:
+        replies = await asyncio.gather(
+            *(session.post(exporter.base_url + "/-/reload") for _ in range(5))
+        )
+        assert [reply.status for reply in replies] == [200] * 5
+    await asyncio.sleep(1.0)
+    assert len(fake_vast.requests) >= 5  # polled every 100 ms now, not in an hour
+    assert "Traceback" not in exporter.log
+
+
+async def test_worker_cap(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(*[worker(i) for i in range(1, 8)]))
+    config = fast_config(
+        fake_vast.url, endpoints=[{"id": 10}], polling={"max_workers_per_target": 3}
+    )
+    exporter = await start_exporter(config)
+    samples = await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) == 3)
+    await asyncio.sleep(1)  # several more polls
+    assert worker_ids(samples) == {"1", "2", "3"}
+    warnings = [line for line in exporter.lines if "max_workers_per_target" in line]
+    assert len(warnings) == 1 and "workers=7" in warnings[0]
+
+
+async def test_startup_errors_are_json_with_log_format_json(start_exporter) -> None:
+    exporter = await start_exporter(
+        "endpoints: [{id: x}]\n", "--log.format", "json", wait_started=False
+    )
+    assert await exporter.wait() == 2
+    [line] = [line for line in exporter.lines if line.strip()]
+    record = json.loads(line)
+    assert record["level"] == "error" and "endpoints[0].id" in record["error"]
