@@ -23,6 +23,7 @@ from .config import (
     Config,
     ConfigError,
     DiscoverySettings,
+    InstancesSettings,
     PollingSettings,
     Target,
     VastSettings,
@@ -216,7 +217,7 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress, options: Ru
 
 def demo_config(api_url: str) -> Config:
     """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
-    and its worker groups, found by account discovery."""
+    and its worker groups, found by account discovery; and its instance list (GPUs, prices)."""
     endpoints = tuple(
         Target("endpoint", t.id, t.name, t.id, t.name)
         for t in simulator.demo_targets()
@@ -228,6 +229,7 @@ def demo_config(api_url: str) -> Config:
         discovery=DiscoverySettings(enabled=True, interval=10.0),
         targets=endpoints,
         source="--demo",
+        instances=InstancesSettings(enabled=True, interval=10.0),
     )
 
 

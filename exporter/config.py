@@ -81,6 +81,14 @@ class DiscoverySettings:
 
 
 @dataclass(frozen=True)
+class InstancesSettings:
+    """The account's instance list: each worker's GPU and price."""
+
+    enabled: bool = False
+    interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class Target:
     """One thing to poll: an endpoint or a worker group.
 
@@ -106,6 +114,7 @@ class Config:
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     targets: tuple[Target, ...] = ()
     source: str = "<defaults>"
+    instances: InstancesSettings = field(default_factory=InstancesSettings)
 
 
 def parse_duration(value: Any) -> float:
@@ -160,7 +169,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
-    sections = {"vast", "polling", "discovery", "endpoints", "worker_groups"}
+    sections = {"vast", "polling", "discovery", "instances", "endpoints", "worker_groups"}
     top = check_mapping(document, "", sections)
     vast = _parse_vast(top.get("vast"))
     polling = _parse_polling(top.get("polling"))
@@ -171,7 +180,8 @@ def parse_config(document: Any, source: str = "<config>") -> Config:
         raise ConfigError(
             "no targets: list endpoints or worker groups, or enable discovery", key="endpoints"
         )
-    return Config(vast, polling, discovery, endpoints + groups, source)
+    instances = _parse_instances(top.get("instances"))
+    return Config(vast, polling, discovery, endpoints + groups, source, instances)
 
 
 def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -267,16 +277,26 @@ def _parse_polling(value: Any) -> PollingSettings:
     )
 
 
-def _parse_discovery(value: Any) -> DiscoverySettings:
-    section = check_mapping(value, "discovery", {"enabled", "interval", "include", "exclude"})
+def _parse_instances(value: Any) -> InstancesSettings:
+    section = check_mapping(value, "instances", {"enabled", "interval"})
+    enabled, interval = _listing_schedule(section, "instances", InstancesSettings.interval)
+    return InstancesSettings(enabled, interval)
+
+
+def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:
+    """`enabled` and `interval` (at least 1 s: Vast rate-limits listings) of a listing section."""
     enabled = section.get("enabled", False)
     if not isinstance(enabled, bool):
-        raise ConfigError(f"expected true or false, got {enabled!r}", key="discovery.enabled")
-    interval = _duration(section, "discovery", "interval", DiscoverySettings.interval)
+        raise ConfigError(f"expected true or false, got {enabled!r}", key=f"{name}.enabled")
+    interval = _duration(section, name, "interval", default)
     if interval < 1:
-        raise ConfigError(
-            "must be at least 1s (the listing is rate-limited)", key="discovery.interval"
-        )
+        raise ConfigError("must be at least 1s (Vast rate-limits it)", key=f"{name}.interval")
+    return enabled, interval
+
+
+def _parse_discovery(value: Any) -> DiscoverySettings:
+    section = check_mapping(value, "discovery", {"enabled", "interval", "include", "exclude"})
+    enabled, interval = _listing_schedule(section, "discovery", DiscoverySettings.interval)
     patterns = {}
     for name in ("include", "exclude"):
         pattern, key = section.get(name), f"discovery.{name}"

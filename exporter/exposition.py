@@ -13,7 +13,7 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -24,6 +24,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from .metrics import (
+    INSTANCE_HELP,
+    PRICE_HELP,
     STATUS_HELP,
     WORKER_FAMILIES,
     AccountView,
@@ -34,6 +36,7 @@ from .metrics import (
     WorkerRow,
     build_snapshot,
 )
+from .parsing import Instance
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +99,11 @@ def render(snapshot: Snapshot, openmetrics: bool, bodies: list[str] | None = Non
     """
     if bodies is None:
         bodies = _worker_bodies(snapshot.workers)
-    names = [f"vastai_worker_{metric}" for metric, _ in WORKER_FAMILIES] + ["vastai_worker_status"]
-    helps = [help_text for _, help_text in WORKER_FAMILIES] + [STATUS_HELP]
+    names = [f"vastai_worker_{metric}" for metric, _ in WORKER_FAMILIES]
+    names += ["vastai_worker_status", "vastai_worker_price_dollars_per_hour"]
+    names += ["vastai_worker_instance_info"]
+    helps = [help_text for _, help_text in WORKER_FAMILIES]
+    helps += [STATUS_HELP, PRICE_HELP, INSTANCE_HELP]
     parts = []
     for name, help_text, body in zip(names, helps, bodies, strict=True):
         parts.append(_help(name, help_text, openmetrics))
@@ -126,7 +132,7 @@ def _help(name: str, text: str, openmetrics: bool) -> str:
 
 
 def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
-    """The sample lines of each worker family (WORKER_FAMILIES order, then status)."""
+    """The sample lines of each worker family (WORKER_FAMILIES order, status, price, info)."""
     # Labels sorted by name, as prometheus-client writes them: `status` sits between the two
     # endpoint labels and the two worker labels.
     heads = [
@@ -153,7 +159,28 @@ def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
         if row.worker.status is not None
     ]
     bodies.append("".join(statuses))
+    bodies.extend(_instance_bodies(rows, heads, tails))
     return bodies
+
+
+def _instance_bodies(
+    rows: tuple[WorkerRow, ...], heads: list[str], tails: list[str]
+) -> tuple[str, str]:
+    """Price and instance_info lines; labels sorted by name, as prometheus-client writes them."""
+    prices, infos = [], []
+    for row, head, tail in zip(rows, heads, tails, strict=True):
+        instance = row.instance
+        if instance is None:
+            continue
+        if instance.dollars_per_hour is not None:
+            price = floatToGoString(instance.dollars_per_hour)
+            prices.append(f"vastai_worker_price_dollars_per_hour{{{head},{tail}}} {price}\n")
+        hardware = (
+            f'geolocation="{_escape(instance.geolocation)}",gpu_name="{_escape(instance.gpu_name)}",'
+            f'machine_id="{_escape(instance.machine_id)}",num_gpus="{_escape(instance.num_gpus)}"'
+        )
+        infos.append(f"vastai_worker_instance_info{{{head},{hardware},{tail}}} 1.0\n")
+    return "".join(prices), "".join(infos)
 
 
 class MetricsCache:
@@ -179,6 +206,7 @@ class MetricsCache:
         self._refresh_every = refresh_every
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
         self.account = AccountView()
+        self.instances: Mapping[str, Instance] = {}
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -199,7 +227,12 @@ class MetricsCache:
         """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
         started = time.monotonic()
         snapshot = build_snapshot(
-            self._states(), self._stale_after, time.monotonic(), self.reload, self.account
+            self._states(),
+            self._stale_after,
+            time.monotonic(),
+            self.reload,
+            self.account,
+            self.instances,
         )
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)

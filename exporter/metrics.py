@@ -7,14 +7,14 @@ worker, and `SnapshotCollector` describes the result with prometheus-client's ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
 from .config import Target
-from .parsing import REASONS, WORKER_FIELDS, EndpointInfo, GroupInfo, Worker
+from .parsing import REASONS, WORKER_FIELDS, EndpointInfo, GroupInfo, Instance, Worker
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
@@ -47,6 +47,10 @@ WORKER_HELP = {
 WORKER_FAMILIES = tuple(
     (metric, f"{WORKER_HELP[metric]}; {CACHED}.") for _, metric, _ in WORKER_FIELDS
 )
+INSTANCE_LABELS = ("gpu_name", "num_gpus", "machine_id", "geolocation")
+LISTED_INSTANCES = "cached from the last instance list"
+PRICE_HELP = f"Price of the worker's instance in dollars per hour (dph_total); {LISTED_INSTANCES}."
+INSTANCE_HELP = f"Hardware of the worker's instance, as labels; value 1; {LISTED_INSTANCES}."
 STATUS_HELP = f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}."
 
 
@@ -90,6 +94,7 @@ class WorkerRow:
     endpoint_name: str = ""
     worker_group_id: str = ""
     from_endpoint: bool = False
+    instance: Instance | None = None  # from the account's instance list, if it has this worker
 
     def labels(self) -> tuple[str, str, str, str]:
         return (self.endpoint_id, self.endpoint_name, self.worker_group_id, self.worker.id)
@@ -127,6 +132,7 @@ def build_snapshot(
     now: float,
     reload: ReloadStatus | None = None,
     account: AccountView | None = None,
+    instances: Mapping[str, Instance] | None = None,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -150,8 +156,17 @@ def build_snapshot(
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
             _label_row(row, state.target)
+    if instances and _instances_current(states, now, stale_after):
+        for row in rows.values():
+            row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
     return Snapshot(states, tuple(rows.values()), held, now, reload, account)
+
+
+def _instances_current(states: tuple[TargetState, ...], now: float, stale_after: float) -> bool:
+    """The instance list counts while its reader is up, or failing for less than stale_after."""
+    reader = next((state for state in states if state.target.kind == "instances"), None)
+    return reader is None or reader.holds_workers(now, stale_after)
 
 
 def _label_row(row: WorkerRow, target: Target) -> None:
@@ -189,6 +204,26 @@ class SnapshotCollector:
             if row.worker.status is not None:
                 status.add_metric((*row.labels(), row.worker.status), 1)
         yield status
+        yield from self._instance_families()
+
+    def _instance_families(self) -> Iterator[Metric]:
+        """Hardware and price of the workers whose instance the instance list shows."""
+        price = GaugeMetricFamily(
+            "vastai_worker_price_dollars_per_hour", PRICE_HELP, labels=WORKER_LABELS
+        )
+        info = GaugeMetricFamily(
+            "vastai_worker_instance_info", INSTANCE_HELP, labels=(*WORKER_LABELS, *INSTANCE_LABELS)
+        )
+        for row in self._snapshot.workers:
+            instance = row.instance
+            if instance is None:
+                continue
+            if instance.dollars_per_hour is not None:
+                price.add_metric(row.labels(), instance.dollars_per_hour)
+            hardware = (instance.gpu_name, instance.num_gpus, instance.machine_id)
+            info.add_metric((*row.labels(), *hardware, instance.geolocation), 1)
+        yield price
+        yield info
 
     def other_families(self) -> Iterator[Metric]:
         """Target families and build info: few series, rendered by prometheus-client itself."""

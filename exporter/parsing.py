@@ -250,3 +250,39 @@ def parse_worker_groups(payload: Any) -> list[GroupInfo]:
 
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """What the account's instance list says of one instance: its hardware and price."""
+
+    id: str
+    gpu_name: str
+    num_gpus: str
+    machine_id: str
+    geolocation: str
+    dollars_per_hour: float | None
+
+
+def parse_instances(payload: Any) -> dict[str, Instance]:
+    """Instances by id from `{"instances": [...]}`; every field may be missing or null."""
+    instances = {}
+    for item in parse_results(payload, "instances"):
+        instance_id = parse_worker_id(item.get("id"))
+        if instance_id is None:
+            continue
+        instances[instance_id] = Instance(
+            instance_id,
+            _text(item.get("gpu_name")),
+            _label_number(item.get("num_gpus")),
+            _label_number(item.get("machine_id")),
+            _text(item.get("geolocation")),
+            parse_number(item.get("dph_total")),
+        )
+    return instances
+
+
+def _label_number(value: Any) -> str:
+    """An integral number as a label value ("2", not "2.0"); anything else as text or ""."""
+    number = parse_worker_id(value)
+    return number if number is not None else _text(value)

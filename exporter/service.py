@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 
@@ -19,7 +20,7 @@ from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
 from .metrics import AccountView, ReloadStatus, TargetState
-from .parsing import Worker
+from .parsing import Instance, Worker
 from .scheduler import Scheduler
 from .vast import Account, VastClient, create_session
 
@@ -40,8 +41,8 @@ class Exporter:
         self.config = config
         self.shard = shard or Shard()
         self._account: Account | None = None
-        self._listing: PeriodicReader[Account] | None = None
-        self._listing_task: asyncio.Task[None] | None = None
+        # Periodic account reads ("listing", "instances"), each with its task.
+        self._readers: dict[str, tuple[PeriodicReader[Any], asyncio.Task[None]]] = {}
         self._api_key = api_key
         self._config_path = config_path
         self._on_new_key = on_new_key
@@ -58,12 +59,13 @@ class Exporter:
     def start(self) -> None:
         self._render_task = asyncio.create_task(self.cache.run(), name="render")
         self._set_targets()
-        self._configure_discovery()
+        self._configure_readers()
 
     async def close(self) -> None:
         async with self._reload_lock:  # a reload in progress finishes first; none starts after
             self._closing = True
-        self._stop_discovery()
+        for name in list(self._readers):
+            self._stop_reader(name)
         await self.scheduler.stop()
         if self._render_task is not None:
             self._render_task.cancel()
@@ -119,7 +121,7 @@ class Exporter:
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
         )
         self._set_targets()
-        self._configure_discovery()
+        self._configure_readers()
 
     # --- targets and discovery ----------------------------------------------------------------
 
@@ -154,27 +156,53 @@ class Exporter:
         )
         return AccountView(endpoints, groups)
 
-    def _configure_discovery(self) -> None:
-        """Start, retune or stop the listing reader to match the config."""
-        settings = self.config.discovery
-        if not settings.enabled:
-            self._stop_discovery()
-            return
-        if self._listing is None:
-            self._listing = PeriodicReader(
-                Target("listing", "account"),
-                lambda: self._client.fetch_account(),
-                settings.interval,
-                self._on_account,
-                self.cache.mark_changed,
-            )
-            self._listing_task = asyncio.create_task(self._listing.run(), name="listing")
-        self._listing.interval = settings.interval
+    def _configure_readers(self) -> None:
+        """Start, retune or stop the account listing and instance list readers."""
+        config = self.config
+        self._configure_reader(
+            "listing",
+            config.discovery.enabled,
+            config.discovery.interval,
+            lambda: self._client.fetch_account(),
+            self._on_account,
+        )
+        self._configure_reader(
+            "instances",
+            config.instances.enabled,
+            config.instances.interval,
+            lambda: self._client.fetch_instances(),
+            self._on_instances,
+        )
 
-    def _stop_discovery(self) -> None:
-        if self._listing_task is not None:
-            self._listing_task.cancel()
-        self._listing, self._listing_task, self._account = None, None, None
+    def _configure_reader(
+        self,
+        kind: str,
+        enabled: bool,
+        interval: float,
+        read: Callable[[], Awaitable[Any]],
+        on_result: Callable[[Any], None],
+    ) -> None:
+        if not enabled:
+            self._stop_reader(kind)
+            return
+        if kind not in self._readers:
+            reader = PeriodicReader(
+                Target(kind, "account"), read, interval, on_result, self.cache.mark_changed
+            )
+            self._readers[kind] = (reader, asyncio.create_task(reader.run(), name=kind))
+        self._readers[kind][0].interval = interval
+
+    def _stop_reader(self, kind: str) -> None:
+        found = self._readers.pop(kind, None)
+        if found is not None:
+            found[1].cancel()
+        if kind == "listing":
+            self._account = None
+        elif kind == "instances":
+            self.cache.instances = {}
+
+    def _on_instances(self, instances: dict[str, Instance]) -> None:
+        self.cache.instances = instances
 
     def _on_account(self, account: Account) -> None:
         self._account = account
@@ -211,8 +239,8 @@ class Exporter:
         return await self._client.fetch_workers(target)  # the client of the current config
 
     def _states(self) -> tuple[TargetState, ...]:
-        listing = (self._listing.state,) if self._listing is not None else ()
-        return listing + self.scheduler.states()
+        readers = tuple(reader.state for reader, _ in self._readers.values())
+        return readers + self.scheduler.states()
 
 
 def _refresh_every(config: Config) -> float:

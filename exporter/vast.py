@@ -24,11 +24,13 @@ from .config import Target
 from .parsing import (
     EndpointInfo,
     GroupInfo,
+    Instance,
     PollError,
     Worker,
     body_message,
     decode_json,
     parse_endpoints,
+    parse_instances,
     parse_worker_groups,
     parse_workers_payload,
 )
@@ -40,6 +42,7 @@ ENDPOINT_PATH = "/get_endpoint_workers/"
 WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
 LISTING_ENDPOINTS_PATH = "/api/v0/endptjobs/"
 LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
+INSTANCES_PATH = "/api/v0/instances/?owner=me"
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 REDACTED = "<redacted>"
@@ -117,6 +120,11 @@ class VastClient:
             )
             return Account(tuple(endpoints), tuple(groups))
 
+    async def fetch_instances(self) -> dict[str, Instance]:
+        """The account's instances (the hardware and price of each worker), by id."""
+        with self._scrubbed():
+            return await self._get_listing(INSTANCES_PATH, parse_instances)
+
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
         """Re-raise a PollError whose message echoes the key with the key redacted."""
@@ -128,10 +136,10 @@ class VastClient:
                 raise PollError(exc.reason, message, exc.retry_after) from None
             raise
 
-    async def _get_listing(self, path: str, parse: Callable[[Any], list[T]]) -> list[T]:
+    async def _get_listing(self, path: str, parse: Callable[[Any], T]) -> T:
         status, headers, body = await self._request("GET", self._console_url + path)
         if status == 400 and b"No endpoints" in body:
-            return []  # how Vast says "this account has no endpoints"
+            return parse({"results": []})  # how Vast says "this account has no endpoints"
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         return parse(decode_json(body))

@@ -21,6 +21,7 @@ ENDPOINT_PATH = "/get_endpoint_workers/"
 ENDPTJOBS_PATH = "/api/v0/endptjobs/"
 WORKERGROUPS_PATH = "/api/v0/workergroups/"
 AUTOJOBS_PATH = "/api/v0/autojobs/"
+INSTANCES_PATH = "/api/v0/instances/"
 AUTOGROUP_PATH = "/get_autogroup_workers/"
 WORKERGROUP_PATH = "/get_workergroup_workers/"
 
@@ -85,12 +86,13 @@ class FakeVast:
     def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH)
+        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH, INSTANCES_PATH)
         # Account listing answers by path; an account without endpoints, as Vast answers it.
         self.listings: dict[str, Behaviour | Callable[[], Behaviour]] = {
             ENDPTJOBS_PATH: failure(400, "No endpoints for user 42 found."),
             WORKERGROUPS_PATH: failure(200, {"success": True, "results": []}),
             AUTOJOBS_PATH: failure(200, {"success": True, "results": []}),
+            INSTANCES_PATH: failure(200, {"instances": []}),
         }
         self.behaviours: dict[tuple[str, int], Behaviour | Callable[[], Behaviour]] = {}
         self.requests: list[Request] = []
@@ -117,7 +119,7 @@ class FakeVast:
         app.router.add_post(ENDPOINT_PATH, self._handle)
         app.router.add_post(AUTOGROUP_PATH, self._handle)
         app.router.add_post(WORKERGROUP_PATH, self._handle)
-        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH):
+        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH, INSTANCES_PATH):
             app.router.add_get(path, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -177,6 +179,9 @@ class FakeVast:
         self.listings[ENDPTJOBS_PATH] = failure(200, {"success": True, "results": endpoints})
         groups_answer = failure(200, {"success": True, "results": groups})
         self.listings[WORKERGROUPS_PATH] = self.listings[AUTOJOBS_PATH] = groups_answer
+
+    def set_instances(self, instances: list[dict[str, Any]]) -> None:
+        self.listings[INSTANCES_PATH] = failure(200, {"instances": instances})
 
     async def _listing(self, request: web.Request) -> web.StreamResponse:
         behaviour = self.listings[request.path]
@@ -276,3 +281,20 @@ def worker_group(group_id: int, endpoint_id: int, endpoint_name: str) -> dict[st
         "created_at": "2026-11-01T10:00:00Z",
         "api_key": LISTING_SECRET,
     }
+
+
+def instance(instance_id: int, gpu_name: str, dph_total: float | None, **fields: Any) -> dict:
+    """An instance of /api/v0/instances/: the fields the exporter reads, and some it ignores."""
+    base: dict[str, Any] = {
+        "id": instance_id,
+        "gpu_name": gpu_name,
+        "num_gpus": 1,
+        "dph_total": dph_total,
+        "machine_id": 9000 + instance_id % 1000,
+        "geolocation": "Sweden, SE",
+        "actual_status": "running",
+        "ssh_host": "ssh5.vast.ai",
+        "jupyter_token": "secret-jupyter-token",
+    }
+    base.update(fields)
+    return base

@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from exporter.config import Target
 from exporter.exposition import build_exposition, render, wants_openmetrics
 from exporter.metrics import Snapshot, SnapshotCollector, TargetState, build_snapshot
-from exporter.parsing import parse_workers_payload
+from exporter.parsing import Instance, parse_workers_payload
 
 from .fakevast import worker
 
@@ -50,7 +50,12 @@ def snapshot() -> Snapshot:
         polled(lone, False, [], 1.0),
         TargetState(Target("endpoint", 4)),
     ]
-    return build_snapshot(states, 300, NOW)
+    instances = {
+        "10": Instance("10", ODD, "8", "4242", 'Sweden, "SE"', 12.345678),
+        "11": Instance("11", "RTX 4090", "1", "", "", None),  # no price: info only
+        "999": Instance("999", "H100", "1", "1", "US", 2.5),  # not a worker: not exported
+    }
+    return build_snapshot(states, 300, NOW, instances=instances)
 
 
 def reference(snap: Snapshot, openmetrics: bool) -> bytes:
@@ -63,6 +68,9 @@ def reference(snap: Snapshot, openmetrics: bool) -> bytes:
 def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -> None:
     snap = snapshot()
     assert render(snap, openmetrics) == reference(snap, openmetrics)
+    text = render(snap, openmetrics).decode()
+    assert text.count("vastai_worker_instance_info{") == 2 and 'worker_id="999"' not in text
+    assert text.count("vastai_worker_price_dollars_per_hour{") == 1
     empty = build_snapshot((), 300, NOW)
     assert render(empty, openmetrics) == reference(empty, openmetrics)
 

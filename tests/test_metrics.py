@@ -130,9 +130,11 @@ def test_help_texts_say_the_data_is_cached() -> None:
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_info"))
     ]
-    assert len(polled) == 17 and len(listed) == 7
-    assert all("cached from the last poll" in line for line in set(polled) - set(listed))
+    priced = [line for line in polled if "price_dollars" in line or "instance_info" in line]
+    assert len(polled) == 19 and len(listed) == 7 and len(priced) == 2
+    assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
+    assert all("cached from the last instance list" in line for line in priced)
 
 
 def test_readme_documents_every_exported_metric() -> None:
@@ -140,7 +142,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW)).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 26
+    assert len(names) == 28
     assert {name for name in names if f"`{name}`" not in readme} == set()
 
 
