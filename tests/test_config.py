@@ -39,6 +39,10 @@ def test_example_config_is_valid() -> None:
     assert config.vast.timeout == 10.0
     assert (config.polling.interval, config.polling.concurrency) == (30.0, 8)
     assert config.polling.stale_after == 300.0
+    assert config.vast.max_response_bytes == 32 * 2**20
+    assert config.polling.max_workers_per_target == 10_000
+    assert not config.discovery.enabled and config.discovery.interval == 300.0
+    assert not config.instances.enabled and config.instances.interval == 60.0
     assert config.targets == (
         Target("endpoint", 123, "llama-70b", 123, "llama-70b"),
         Target("worker_group", 1001, "", 123, "llama-70b"),
