@@ -10,6 +10,7 @@ import math
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -379,18 +380,26 @@ def _entries(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _parse_endpoints(value: Any) -> tuple[Target, ...]:
-    targets: list[Target] = []
+def _entries_with_ids(
+    value: Any, section: str, what: str, allowed: set[str]
+) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """(key, entry, id) of each entry of a target list; ids must be present and unique."""
     seen: set[int] = set()
-    for index, entry in enumerate(_entries(value, "endpoints")):
-        key = f"endpoints[{index}]"
-        item = check_mapping(entry, key, {"id", "name"})
+    for index, entry in enumerate(_entries(value, section)):
+        key = f"{section}[{index}]"
+        item = check_mapping(entry, key, allowed)
         if "id" not in item:
             raise ConfigError("missing id", key=f"{key}.id")
         target_id = _target_id(item["id"], f"{key}.id")
         if target_id in seen:
-            raise ConfigError(f"duplicate endpoint id {target_id}", key=f"{key}.id")
+            raise ConfigError(f"duplicate {what} id {target_id}", key=f"{key}.id")
         seen.add(target_id)
+        yield key, item, target_id
+
+
+def _parse_endpoints(value: Any) -> tuple[Target, ...]:
+    targets = []
+    for key, item, target_id in _entries_with_ids(value, "endpoints", "endpoint", {"id", "name"}):
         name = _name(item.get("name"), f"{key}.name")
         targets.append(Target("endpoint", target_id, name, target_id, name))
     return tuple(targets)
@@ -398,17 +407,9 @@ def _parse_endpoints(value: Any) -> tuple[Target, ...]:
 
 def _parse_worker_groups(value: Any, endpoints: tuple[Target, ...]) -> tuple[Target, ...]:
     names = {endpoint.id: endpoint.name for endpoint in endpoints}
-    targets: list[Target] = []
-    seen: set[int] = set()
-    for index, entry in enumerate(_entries(value, "worker_groups")):
-        key = f"worker_groups[{index}]"
-        item = check_mapping(entry, key, {"id", "endpoint_id", "name"})
-        if "id" not in item:
-            raise ConfigError("missing id", key=f"{key}.id")
-        target_id = _target_id(item["id"], f"{key}.id")
-        if target_id in seen:
-            raise ConfigError(f"duplicate worker group id {target_id}", key=f"{key}.id")
-        seen.add(target_id)
+    allowed = {"id", "endpoint_id", "name"}
+    targets = []
+    for key, item, target_id in _entries_with_ids(value, "worker_groups", "worker group", allowed):
         endpoint_id = item.get("endpoint_id")
         if endpoint_id is not None:
             endpoint_id = _target_id(endpoint_id, f"{key}.endpoint_id")
