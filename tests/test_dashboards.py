@@ -44,6 +44,17 @@ EXPORTED_METRICS = {
     "vastai_target_poll_duration_seconds",
     "vastai_target_poll_errors_total",
     "vastai_exporter_build_info",
+    # endpoint settings and worker groups from the account listing (issue 6)
+    "vastai_endpoint_info",
+    "vastai_endpoint_max_workers",
+    "vastai_endpoint_min_load",
+    "vastai_endpoint_target_util",
+    "vastai_endpoint_cold_mult",
+    "vastai_endpoint_cold_workers",
+    "vastai_worker_group_info",
+    # hardware and price from the account's instance list (issue 7)
+    "vastai_worker_instance_info",
+    "vastai_worker_price_dollars_per_hour",
 }
 REQUIRED_VARIABLES = ["datasource", "job", "endpoint", "worker_group", "worker"]
 DATASOURCE_UID = "${datasource}"
@@ -300,6 +311,53 @@ def test_overview_covers_the_issue():
         if "endpoint_status:vastai_workers:count" in p["targets"][0]["expr"]
     ]
     assert stacked[0]["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+
+
+def test_overview_sets_workers_and_load_against_the_endpoint_settings():
+    """Issue 6: workers against max_workers, load against min_load, the settings at a glance."""
+    panels = data_panels(load(DASHBOARD_DIR / "vastai-overview.json"))
+
+    def exprs_of(panel: dict) -> str:
+        return " ".join(t["expr"] for t in panel["targets"])
+
+    def panel_with(*needles: str) -> dict:
+        found = [p for p in panels if all(n in exprs_of(p) for n in needles)]
+        assert found, f"no panel shows {needles}"
+        return found[0]
+
+    panel_with("endpoint:vastai_workers:count", "endpoint:vastai_endpoint_max_workers:max")
+    panel_with("endpoint:vastai_worker_cur_load:sum", "endpoint:vastai_endpoint_min_load:max")
+    panel_with("endpoint:vastai_worker_utilization:ratio", "endpoint:vastai_endpoint_target_util")
+    panel_with("endpoint:vastai_workers_of_max_workers:ratio")
+    settings = panel_with("vastai_endpoint_info", "vastai_endpoint_cold_workers")
+    assert settings["type"] == "table"
+
+
+def test_cost_panels():
+    """Issue 7: spend per endpoint, spend by GPU model, cost per unit of work."""
+    overview = " ".join(e for _, e in expressions(load(DASHBOARD_DIR / "vastai-overview.json")))
+    for needle in (
+        "endpoint:vastai_worker_price_dollars_per_hour:sum",  # spend per endpoint
+        "endpoint:vastai_spend_threshold_dollars_per_hour:effective",  # and its alert threshold
+        "sum by (gpu_name) (endpoint_gpu:vastai_worker_price_dollars_per_hour:sum",  # by GPU
+        "endpoint:vastai_cost_dollars_per_million_perf_units:ratio",  # per unit of work
+        "endpoint_gpu:vastai_workers:count",
+    ):
+        assert needle in overview, needle
+    workers = " ".join(e for _, e in expressions(load(DASHBOARD_DIR / "vastai-workers.json")))
+    for needle in ("vastai_worker_price_dollars_per_hour", "vastai_worker_instance_info"):
+        assert needle in workers, needle
+    money = [
+        p
+        for path in DASHBOARDS
+        for p in data_panels(load(path))
+        if "price_dollars" in " ".join(t["expr"] for t in p["targets"])
+        or "cost_dollars" in " ".join(t["expr"] for t in p["targets"])
+    ]
+    assert len(money) >= 6
+    for panel in money:
+        if panel["type"] != "table":
+            assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
 
 
 def test_workers_dashboard_has_the_table():

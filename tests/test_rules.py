@@ -33,12 +33,24 @@ REQUIRED_ALERTS = {
     "VastaiWorkerStuckLoading",
     "VastaiWorkerErrorLoop",  # cycling through error/rebooting
     "VastaiWorkerLowReliability",
+    "VastaiEndpointAtMaxWorkers",  # issue 6: capped by max_workers while demand exceeds capacity
+    "VastaiEndpointSpendHigh",  # issue 7: spend per endpoint above a configurable threshold
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
     "endpoint:vastai_worker_perf:sum",
     "endpoint:vastai_worker_utilization:ratio",
     "endpoint:vastai_workers_ready:count",
+    # issue 6: the endpoint settings, shard-safe
+    "endpoint:vastai_endpoint_max_workers:max",
+    "endpoint:vastai_endpoint_min_load:max",
+    "endpoint:vastai_workers_of_max_workers:ratio",
+    # issue 7: spend in $/h, by GPU model, per unit of work, and the spend alert's threshold
+    "endpoint:vastai_worker_price_dollars_per_hour:sum",
+    "endpoint_gpu:vastai_worker_price_dollars_per_hour:sum",
+    "endpoint:vastai_cost_dollars_per_million_perf_units:ratio",
+    "global:vastai_spend_threshold_dollars_per_hour:default",
+    "endpoint:vastai_spend_threshold_dollars_per_hour:effective",
 }
 
 
@@ -93,6 +105,25 @@ def test_recording_rules_follow_the_naming_convention():
     for record in records:
         # level:metric:operations
         assert re.fullmatch(r"[a-z_]+:vastai_[a-z0-9_]+:[a-z0-9_]+", record), record
+
+
+def test_spend_threshold_is_configured_outside_the_alert():
+    """The threshold is a default record plus per-endpoint overrides, not a number in the alert."""
+    by_name = {r.get("alert") or r.get("record"): r for r in rules()}
+    alert = by_name["VastaiEndpointSpendHigh"]["expr"]
+    assert "endpoint:vastai_spend_threshold_dollars_per_hour:effective" in alert
+    assert not re.search(r"(?<![\w:.])\d", alert), "no hard-coded threshold in the alert"
+    assert re.fullmatch(
+        r"vector\(\d+(\.\d+)?\)",
+        by_name["global:vastai_spend_threshold_dollars_per_hour:default"]["expr"].strip(),
+    )
+    effective = by_name["endpoint:vastai_spend_threshold_dollars_per_hour:effective"]["expr"]
+    assert "endpoint:vastai_spend_threshold_dollars_per_hour:override" in effective
+    assert "global:vastai_spend_threshold_dollars_per_hour:default" in effective
+    # the override is documented in the rules file
+    assert "record: endpoint:vastai_spend_threshold_dollars_per_hour:override" in (
+        RULES_FILE.read_text()
+    )
 
 
 def test_each_alert_is_tested_firing_and_silent():
