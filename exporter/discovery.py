@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -26,7 +27,11 @@ T = TypeVar("T")
 
 
 class PeriodicReader(Generic[T]):
-    """Reads something every `interval` (after 429s, later), reporting like a target."""
+    """Reads something every `interval` (after 429s, later), reporting like a target.
+
+    Never reads sooner than `interval` after its previous read, even when its task is stopped
+    and started again by reloads; a changed interval applies to the wait in progress.
+    """
 
     def __init__(
         self,
@@ -41,16 +46,41 @@ class PeriodicReader(Generic[T]):
         self._read = read
         self._on_result = on_result
         self._on_change = on_change
+        self._last_read: float | None = None  # time.monotonic()
+        self._replan = asyncio.Event()
+
+    def set_interval(self, interval: float) -> None:
+        self.interval = interval
+        self._replan.set()
 
     async def run(self) -> None:
         while True:
+            await self._wait_until_due()
+            self._last_read = time.monotonic()
             self.state, result = await attempt(self.state, self._read)
             if result is not None:
-                self._on_result(result)
+                try:
+                    self._on_result(result)
+                except Exception:  # keep reading: the next result may apply cleanly
+                    log.exception(
+                        "applying a listing failed",
+                        extra={"fields": {"kind": self.state.target.kind}},
+                    )
             self._on_change()
-            # Jitter may only lengthen the wait: the listing is never read more often.
+
+    async def _wait_until_due(self) -> None:
+        while self._last_read is not None:
+            self._replan.clear()
             streak, retry_after = self.state.rate_limited_streak, self.state.retry_after
-            await asyncio.sleep(max(self.interval, next_delay(self.interval, streak, retry_after)))
+            # Jitter may only lengthen the wait: a listing is never read more often.
+            delay = max(self.interval, next_delay(self.interval, streak, retry_after))
+            remaining = self._last_read + delay - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._replan.wait(), remaining)
+            except TimeoutError:
+                return
 
 
 @dataclass(frozen=True)
@@ -88,24 +118,36 @@ def discovered_targets(account: Account, settings: DiscoverySettings) -> list[Ta
     return targets
 
 
-def merge_targets(explicit: Iterable[Target], discovered: Iterable[Target]) -> list[Target]:
-    """Configured targets and discovered ones, once each; configured names win, and a
-    configured group without `endpoint_id` learns its endpoint from the listing."""
+def merge_targets(
+    explicit: Iterable[Target],
+    discovered: Iterable[Target],
+    listed_names: Mapping[int, str] | None = None,
+) -> list[Target]:
+    """Configured targets and discovered ones, once each.
+
+    Endpoint names: a configured name wins, else the listing's (`listed_names`, endpoint id to
+    name), so a configured target without a name still gets the name Vast knows. A configured
+    group without `endpoint_id` learns its endpoint from the listing.
+    """
     explicit = list(explicit)
-    names = {t.id: t.name for t in explicit if t.kind == "endpoint" and t.name}
+    configured = {t.id: t.name for t in explicit if t.kind == "endpoint" and t.name}
+    listed = dict(listed_names or {})
+    discovered = list(discovered)
+    by_key = {target.key: target for target in discovered}
+
+    def endpoint_name(endpoint_id: int | None, fallback: str) -> str:
+        if endpoint_id is None:
+            return fallback
+        return configured.get(endpoint_id) or listed.get(endpoint_id) or fallback
+
     merged: dict[str, Target] = {}
-    for target in discovered:
-        if target.endpoint_id in names:
-            name = names[target.endpoint_id]
-            target = replace(
-                target, endpoint_name=name, name=name if target.kind == "endpoint" else ""
-            )
-        merged[target.key] = target
-    for target in explicit:
-        found = merged.get(target.key)
-        if found is not None and target.kind == "worker_group" and target.endpoint_id is None:
-            target = replace(
-                target, endpoint_id=found.endpoint_id, endpoint_name=found.endpoint_name
-            )
+    for target in discovered + explicit:
+        found = by_key.get(target.key)
+        if target.kind == "worker_group" and target.endpoint_id is None and found is not None:
+            target = replace(target, endpoint_id=found.endpoint_id)
+        name = endpoint_name(target.endpoint_id, target.endpoint_name)
+        target = replace(target, endpoint_name=name)
+        if target.kind == "endpoint":
+            target = replace(target, name=name)
         merged[target.key] = target
     return list(merged.values())

@@ -304,7 +304,8 @@ class SnapshotCollector:
             if not state.polled:
                 continue
             up.add_metric(labels, 1 if state.up else 0)
-            workers.add_metric(labels, self._snapshot.held.get(target.key, 0))
+            if target.kind in ("endpoint", "worker_group"):  # listings carry no workers
+                workers.add_metric(labels, self._snapshot.held.get(target.key, 0))
             if state.last_success is not None:
                 success.add_metric(labels, state.last_success)
             if state.last_duration is not None:

@@ -90,7 +90,7 @@ def parse_worker(raw: dict[str, Any]) -> Worker | None:
     if worker_id is None:
         return None
     status = raw.get("status")
-    status = status.strip().lower() if isinstance(status, str) and status.strip() else None
+    status = clean_text(status).lower() if isinstance(status, str) and status.strip() else None
     values: dict[str, float] = {}
     for field, metric, scale in WORKER_FIELDS:
         number = parse_number(raw.get(field))
@@ -99,12 +99,18 @@ def parse_worker(raw: dict[str, Any]) -> Worker | None:
     return Worker(worker_id, status, values)
 
 
-def decode_json(body: bytes) -> Any:
-    """Decode a body as JSON; an undecodable body is an invalid_response."""
+def decode_json(body: bytes, quote: bool = True) -> Any:
+    """Decode a body as JSON; an undecodable body is an invalid_response, quoted in the
+    message unless `quote` is false (for bodies that may hold secrets)."""
     try:
         return json.loads(body)
-    except (ValueError, RecursionError):
-        raise PollError("invalid_response", f"not JSON: {snippet(body)}") from None
+    except (ValueError, RecursionError) as exc:
+        if quote:
+            detail = snippet(body)
+        else:
+            position = getattr(exc, "pos", None)
+            detail = f"{len(body)} bytes" + (f", error at byte {position}" if position else "")
+        raise PollError("invalid_response", f"not JSON: {detail}") from None
 
 
 def parse_workers_payload(payload: Any) -> list[Worker]:
@@ -227,7 +233,7 @@ def parse_endpoints(payload: Any) -> list[EndpointInfo]:
         endpoints[int(endpoint_id)] = EndpointInfo(
             int(endpoint_id),
             _text(item.get("endpoint_name")),
-            state.strip().lower() if isinstance(state, str) else "",
+            clean_text(state).lower() if isinstance(state, str) else "",
             settings,
         )
     return list(endpoints.values())
@@ -249,7 +255,13 @@ def parse_worker_groups(payload: Any) -> list[GroupInfo]:
 
 
 def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    return clean_text(value) if isinstance(value, str) else ""
+
+
+def clean_text(value: str) -> str:
+    """Stripped, and valid UTF-8: JSON may carry lone surrogates, which could not be encoded
+    into the exposition."""
+    return value.strip().encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,10 @@ class Exporter:
         self.shard = shard or Shard()
         self._account: Account | None = None
         # Periodic account reads ("listing", "instances"), each with its task.
-        self._readers: dict[str, tuple[PeriodicReader[Any], asyncio.Task[None]]] = {}
+        # Readers live as long as the exporter, so a reload that turns one off and on again
+        # cannot make it read sooner than its interval; only their tasks come and go.
+        self._readers: dict[str, PeriodicReader[Any]] = {}
+        self._reader_tasks: dict[str, asyncio.Task[None]] = {}
         self._api_key = api_key
         self._config_path = config_path
         self._on_new_key = on_new_key
@@ -55,6 +58,7 @@ class Exporter:
         self.scheduler = Scheduler(self._fetch, polling, self.cache.mark_changed)
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._warned_split: list[int | None] = []
 
     def start(self) -> None:
         self._render_task = asyncio.create_task(self.cache.run(), name="render")
@@ -64,8 +68,8 @@ class Exporter:
     async def close(self) -> None:
         async with self._reload_lock:  # a reload in progress finishes first; none starts after
             self._closing = True
-        for name in list(self._readers):
-            self._stop_reader(name)
+        for kind in list(self._reader_tasks):
+            self._stop_reader(kind)
         await self.scheduler.stop()
         if self._render_task is not None:
             self._render_task.cancel()
@@ -131,10 +135,28 @@ class Exporter:
         found = discovered_targets(self._account, discovery) if self._account else []
         if not discovery.enabled:
             found = []
-        targets = merge_targets(self.config.targets, found)
+        listed = {e.id: e.name for e in self._account.endpoints} if self._account else {}
+        targets = merge_targets(self.config.targets, found, listed)
+        self._warn_split_endpoints(found)
         self.scheduler.set_targets(t for t in targets if self.shard.owns(t.kind, t.id))
         self.cache.account = self._account_view(targets)
         self.cache.mark_changed()
+
+    def _warn_split_endpoints(self, discovered: list[Target]) -> None:
+        """With sharding, a configured endpoint whose groups are discovered may be polled by
+        one replica and its groups by others: its workers would then be exported twice."""
+        if self.shard.count == 1:
+            return
+        configured = {t.id for t in self.config.targets if t.kind == "endpoint"}
+        split = sorted({t.endpoint_id for t in discovered if t.kind == "worker_group"} & configured)
+        if split and split != self._warned_split:
+            self._warned_split = split
+            log.warning(
+                "configured endpoints whose worker groups are discovered: with sharding their "
+                "workers may be exported by two replicas; drop them from endpoints (discovery "
+                "polls their worker groups) or run a single replica",
+                extra={"fields": {"endpoints": ",".join(map(str, split))}},
+            )
 
     def _account_view(self, targets: list[Target]) -> AccountView:
         """Settings of this shard's wanted endpoints and polled groups; configured names win."""
@@ -185,17 +207,20 @@ class Exporter:
         if not enabled:
             self._stop_reader(kind)
             return
-        if kind not in self._readers:
+        reader = self._readers.get(kind)
+        if reader is None:
             reader = PeriodicReader(
                 Target(kind, "account"), read, interval, on_result, self.cache.mark_changed
             )
-            self._readers[kind] = (reader, asyncio.create_task(reader.run(), name=kind))
-        self._readers[kind][0].interval = interval
+            self._readers[kind] = reader
+        reader.set_interval(interval)
+        if kind not in self._reader_tasks:
+            self._reader_tasks[kind] = asyncio.create_task(reader.run(), name=kind)
 
     def _stop_reader(self, kind: str) -> None:
-        found = self._readers.pop(kind, None)
-        if found is not None:
-            found[1].cancel()
+        task = self._reader_tasks.pop(kind, None)
+        if task is not None:
+            task.cancel()
         if kind == "listing":
             self._account = None
         elif kind == "instances":
@@ -239,7 +264,7 @@ class Exporter:
         return await self._client.fetch_workers(target)  # the client of the current config
 
     def _states(self) -> tuple[TargetState, ...]:
-        readers = tuple(reader.state for reader, _ in self._readers.values())
+        readers = tuple(self._readers[kind].state for kind in self._reader_tasks)
         return readers + self.scheduler.states()
 
 

@@ -138,11 +138,13 @@ class VastClient:
 
     async def _get_listing(self, path: str, parse: Callable[[Any], T]) -> T:
         status, headers, body = await self._request("GET", self._console_url + path)
-        if status == 400 and b"No endpoints" in body:
+        if path == LISTING_ENDPOINTS_PATH and status == 400 and b"No endpoints" in body:
             return parse({"results": []})  # how Vast says "this account has no endpoints"
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
-        return parse(decode_json(body))
+        # Listing bodies hold secrets (endpoint api_keys, instance tokens): an error about one
+        # must not quote it, so decoding errors here say where, not what.
+        return await _parse_off_loop(lambda: parse(decode_json(body, quote=False)), len(body))
 
     async def _first_that_exists(
         self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
@@ -166,10 +168,7 @@ class VastClient:
         status, headers, body = await self._request("POST", self._api_url + path, {"id": target_id})
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
-        if len(body) < PARSE_IN_THREAD_BYTES:
-            return parse_body(body)
-        # A large worker list takes tens of ms to parse: keep the event loop free meanwhile.
-        return await asyncio.get_running_loop().run_in_executor(None, parse_body, body)
+        return await _parse_off_loop(lambda: parse_body(body), len(body))
 
     async def _request(
         self, method: str, url: str, payload: dict[str, Any] | None = None
@@ -208,6 +207,13 @@ class VastClient:
                 raise PollError("invalid_response", f"body larger than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _parse_off_loop(parse: Callable[[], T], size: int) -> T:
+    """Parse small bodies at once; a large one in a thread (tens of ms, off the event loop)."""
+    if size < PARSE_IN_THREAD_BYTES:
+        return parse()
+    return await asyncio.get_running_loop().run_in_executor(None, parse)
 
 
 def parse_body(body: bytes) -> list[Worker]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.monotonic() when it arrived
+    query: str = ""
 
 
 class FakeVast:
@@ -143,7 +146,11 @@ class FakeVast:
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Request(request.path, dict(request.headers), body))
+        self.requests.append(
+            Request(
+                request.path, dict(request.headers), body, time.monotonic(), request.query_string
+            )
+        )
         listing = request.method == "GET"
         if request.path not in (ENDPOINT_PATH, *self.group_paths, *self.listing_paths):
             return web.Response(status=404, text="404: Not Found")

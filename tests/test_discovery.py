@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
+import aiohttp
 import pytest
+import yaml
 
 from exporter.config import ConfigError, DiscoverySettings, Target, parse_config
 from exporter.discovery import Shard, discovered_targets, merge_targets
@@ -113,8 +116,9 @@ async def test_listing_is_read_no_more_often_than_its_interval(fake_vast, start_
     exporter = await start_exporter(discovery_config(fake_vast, interval="1s"))
     await asyncio.sleep(3.5)
     assert await exporter.stop() == 0
-    reads = [r for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
+    reads = [r.at for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
     assert 3 <= len(reads) <= 4  # at 0, 1, 2 and 3 s
+    assert min(b - a for a, b in itertools.pairwise(reads)) >= 0.99
 
 
 async def test_listing_backs_off_on_429(fake_vast, start_exporter) -> None:
@@ -264,3 +268,80 @@ def test_merge_keeps_configured_names_and_fills_group_endpoints() -> None:
         Target("endpoint", 2, "solo", 2, "solo"),
         Target("endpoint", 1, "configured", 1, "configured"),
     ]
+
+
+async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, start_exporter) -> None:
+    account(fake_vast)
+    config = discovery_config(fake_vast, include="^prod-b$")
+    config["endpoints"] = [{"id": 2}]
+    exporter = await start_exporter(config)
+    samples = await exporter.wait_for_metrics(lambda s: "2001" in worker_labels(s))
+    assert worker_labels(samples)["2001"]["endpoint_name"] == "prod-b"
+    assert series(samples, "vastai_target_up", kind="endpoint", id="2", name="prod-b")
+
+
+async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
+    fake_vast, start_exporter, tmp_path
+) -> None:
+    account(fake_vast)
+    config = discovery_config(fake_vast, interval="1h")
+    config["endpoints"] = [{"id": 2}]  # so the config is valid with discovery off too
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(lambda s: len(polled(s)) == 5)
+    off = {**config, "discovery": {"enabled": False}}
+    async with aiohttp.ClientSession() as session:
+        for document in (off, config, off, config):
+            (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
+            async with session.post(exporter.base_url + "/-/reload") as response:
+                assert response.status == 200
+    await asyncio.sleep(0.5)
+    assert len([r for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]) == 1
+    samples = await exporter.wait_for_metrics(lambda s: True)
+    assert value(samples, "vastai_target_up", kind="listing") == 1.0
+
+
+async def test_a_malformed_listing_is_not_quoted_in_the_log(fake_vast, start_exporter) -> None:
+    account(fake_vast)
+    broken = b'{"success": true, "results": [{"id": 1, "api_key": "' + LISTING_SECRET.encode()
+    fake_vast.listings[ENDPTJOBS_PATH] = failure(200, broken + b'"} \xff')
+    exporter = await start_exporter(discovery_config(fake_vast))
+    await exporter.wait_for_log("target down.*kind=listing.*reason=invalid_response")
+    assert await exporter.stop() == 0
+    assert LISTING_SECRET not in exporter.log
+
+
+async def test_odd_names_from_the_listing_still_render(fake_vast, start_exporter) -> None:
+    fake_vast.set_account(
+        [endpoint(1, 'bad\udc80 "name"\n')], [worker_group(11, 1, 'bad\udc80 "name"\n')]
+    )
+    fake_vast.set("worker_group", 11, workers(worker(1101, status="RUNNING\udc80")))
+    exporter = await start_exporter(discovery_config(fake_vast))
+    samples = await exporter.wait_for_metrics(lambda s: "1101" in worker_labels(s))
+    assert worker_labels(samples)["1101"]["endpoint_name"] == 'bad? "name"'
+    assert value(samples, "vastai_endpoint_info", endpoint_id="1") == 1.0
+
+
+async def test_two_shards_split_endpoint_settings(fake_vast, start_exporter) -> None:
+    fake_vast.set_account(
+        [endpoint(i, f"e{i}") for i in range(1, 21)],
+        [worker_group(100 + i, i, f"e{i}") for i in range(1, 21)],
+    )
+    for i in range(1, 21):
+        fake_vast.set("worker_group", 100 + i, workers(worker(1000 + i)))
+    shares = []
+    for index in (0, 1):
+        exporter = await start_exporter(
+            discovery_config(fake_vast), "--shard.index", str(index), "--shard.count", "2"
+        )
+        samples = await exporter.wait_for_metrics(
+            lambda s: value(s, "vastai_target_up", kind="listing") == 1.0 and bool(polled(s))
+        )
+        endpoints = {dict(k)["endpoint_id"] for k in series(samples, "vastai_endpoint_info")}
+        groups = {dict(k)["worker_group_id"] for k in series(samples, "vastai_worker_group_info")}
+        shares.append((endpoints, groups, set(worker_labels(samples))))
+        assert await exporter.stop() == 0
+    (e0, g0, w0), (e1, g1, w1) = shares
+    assert e0 & e1 == set() and e0 | e1 == {str(i) for i in range(1, 21)}
+    assert g0 & g1 == set() and g0 | g1 == {str(100 + i) for i in range(1, 21)}
+    assert w0 & w1 == set() and len(w0 | w1) == 20
+    assert min(len(e0), len(e1), len(g0), len(g1)) >= 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -74,6 +75,9 @@ async def test_instance_list_read_no_more_often_than_its_interval(
     assert await exporter.stop() == 0
     reads = [r for r in fake_vast.requests if r.path == INSTANCES_PATH]
     assert 3 <= len(reads) <= 4  # at 0, 1, 2 and 3 s, while the workers were polled ~12 times
+    assert {r.query for r in reads} == {"owner=me"}
+    times = [r.at for r in reads]
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.99
     assert len([r for r in fake_vast.requests if r.path != INSTANCES_PATH]) >= 8
 
 
