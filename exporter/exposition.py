@@ -213,7 +213,6 @@ class MetricsCache:
         self._last_render_end = 0.0
         self.snapshot = build_snapshot((), stale_after, time.monotonic())
         self.exposition = build_exposition(self.snapshot)
-        self.renders = 0
 
     def mark_changed(self) -> None:
         self._changed.set()
@@ -239,7 +238,6 @@ class MetricsCache:
         self.snapshot, self.exposition = snapshot, exposition
         self._last_render_end = time.monotonic()
         self._last_render_seconds = self._last_render_end - started
-        self.renders += 1
 
     async def run(self) -> None:
         """Re-render after each burst of poll results, and at least every refresh_every."""

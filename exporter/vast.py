@@ -21,6 +21,7 @@ import aiohttp
 
 from . import __version__
 from .config import Target
+from .logs import REDACTED
 from .parsing import (
     EndpointInfo,
     GroupInfo,
@@ -45,7 +46,6 @@ LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
 INSTANCES_PATH = "/api/v0/instances/?owner=me"
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
-REDACTED = "<redacted>"
 
 
 def create_session(concurrency: int) -> aiohttp.ClientSession:
