@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 from .config import DiscoverySettings, Target
 from .metrics import TargetState
-from .scheduler import attempt, next_delay
+from .scheduler import attempt, next_delay, wait_replanned
 from .vast import Account
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class PeriodicReader(Generic[T]):
     def set_interval(self, interval: float) -> None:
         self.interval = interval
         self._replan.set()
+        self._replan = asyncio.Event()
 
     async def run(self) -> None:
         while True:
@@ -69,18 +70,15 @@ class PeriodicReader(Generic[T]):
             self._on_change()
 
     async def _wait_until_due(self) -> None:
-        while self._last_read is not None:
-            self._replan.clear()
+        def remaining() -> float | None:
+            if self._last_read is None:
+                return None
             streak, retry_after = self.state.rate_limited_streak, self.state.retry_after
             # Jitter may only lengthen the wait: a listing is never read more often.
             delay = max(self.interval, next_delay(self.interval, streak, retry_after))
-            remaining = self._last_read + delay - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._replan.wait(), remaining)
-            except TimeoutError:
-                return
+            return self._last_read + delay - time.monotonic()
+
+        await wait_replanned(remaining, lambda: self._replan)
 
 
 @dataclass(frozen=True)

@@ -100,15 +100,14 @@ class Scheduler:
     async def _wait_for_next_poll(self, key: str) -> None:
         """Sleep until the next poll is due, re-planned under new settings when they change."""
         started = time.monotonic()
-        while (state := self._states.get(key)) is not None:
-            changed = self._settings_changed
-            remaining = self._next_delay(state) - (time.monotonic() - started)
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                return
+
+        def remaining() -> float | None:
+            state = self._states.get(key)
+            if state is None:
+                return None
+            return self._next_delay(state) - (time.monotonic() - started)
+
+        await wait_replanned(remaining, lambda: self._settings_changed)
 
     async def poll(self, key: str) -> None:
         """Poll one target once and record the outcome; no exception ends a target's polling."""
@@ -147,6 +146,18 @@ class Scheduler:
 
     def _next_delay(self, state: TargetState) -> float:
         return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)
+
+
+async def wait_replanned(
+    remaining: Callable[[], float | None], changed: Callable[[], asyncio.Event]
+) -> None:
+    """Sleep for `remaining()` seconds (None: not at all), asking again whenever the event
+    `changed()` returns is set: a reload then shortens or lengthens the wait in progress."""
+    while (left := remaining()) is not None and left > 0:
+        try:
+            await asyncio.wait_for(changed().wait(), left)
+        except TimeoutError:
+            return
 
 
 def next_delay(interval: float, rate_limited_streak: int, retry_after: float | None) -> float:
