@@ -62,8 +62,8 @@ class Exporter:
 
     def start(self) -> None:
         self._render_task = asyncio.create_task(self.cache.run(), name="render")
-        self._set_targets()
         self._configure_readers()
+        self._set_targets()
 
     async def close(self) -> None:
         async with self._reload_lock:  # a reload in progress finishes first; none starts after
@@ -124,18 +124,16 @@ class Exporter:
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
         )
+        self._configure_readers()  # first: turning discovery off forgets the account
         self._set_targets()
-        self._configure_readers()
 
     # --- targets and discovery ----------------------------------------------------------------
 
     def _set_targets(self) -> None:
         """Poll this shard's share of the configured and discovered targets."""
-        discovery = self.config.discovery
-        found = discovered_targets(self._account, discovery) if self._account else []
-        if not discovery.enabled:
-            found = []
-        listed = {e.id: e.name for e in self._account.endpoints} if self._account else {}
+        account = self._account  # None while discovery is off
+        found = discovered_targets(account, self.config.discovery) if account else []
+        listed = {e.id: e.name for e in account.endpoints} if account else {}
         targets = merge_targets(self.config.targets, found, listed)
         self._warn_split_endpoints(found)
         self.scheduler.set_targets(t for t in targets if self.shard.owns(t.kind, t.id))
@@ -159,21 +157,19 @@ class Exporter:
             )
 
     def _account_view(self, targets: list[Target]) -> AccountView:
-        """Settings of this shard's wanted endpoints and polled groups; configured names win."""
-        account, settings = self._account, self.config.discovery
-        if account is None or not settings.enabled:
+        """Settings of this shard's polled endpoints and groups, named as their targets are."""
+        if self._account is None:
             return AccountView()
-        configured = {t.id: t.name for t in self.config.targets if t.kind == "endpoint"}
+        names = {t.endpoint_id: t.endpoint_name for t in targets if t.endpoint_id is not None}
         endpoints = tuple(
-            replace(endpoint, name=configured.get(endpoint.id) or endpoint.name)
-            for endpoint in account.endpoints
-            if self.shard.owns("endpoint", endpoint.id)
-            and (endpoint.id in configured or settings.wants(endpoint.name))
+            replace(endpoint, name=names[endpoint.id])
+            for endpoint in self._account.endpoints
+            if endpoint.id in names and self.shard.owns("endpoint", endpoint.id)
         )
         polled = {t.id: t for t in targets if t.kind == "worker_group"}
         groups = tuple(
             replace(group, endpoint_name=polled[group.id].endpoint_name)
-            for group in account.groups
+            for group in self._account.groups
             if group.id in polled and self.shard.owns("worker_group", group.id)
         )
         return AccountView(endpoints, groups)
