@@ -60,7 +60,7 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter)
     assert value(samples, "vastai_worker_cur_load", worker_id="3") == 7.0
     assert value(samples, "vastai_worker_status", worker_id="2", status="ready") == 1.0
     assert series(samples, "vastai_worker_reliability", worker_id="4") == {}
-    assert value(samples, "vastai_worker_disk_usage_bytes", worker_id="1") == 30e9
+    assert value(samples, "vastai_worker_disk_usage_bytes", worker_id="1") == 30 * 2**30
     assert value(samples, "vastai_target_up", kind="endpoint", id="10", name="chat") == 1.0
     assert value(samples, "vastai_target_workers", kind="worker_group", id="20") == 2.0
     assert value(samples, "vastai_exporter_build_info", version="0.1.0") == 1.0
@@ -237,7 +237,7 @@ async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None
 
 async def test_the_key_never_leaks(fake_vast, start_exporter, tmp_path) -> None:
     fake_vast.set("endpoint", 10, failure(400, f"invalid api_key {API_KEY}"))
-    fake_vast.set("endpoint", 11, failure(200, {"error_msg": f"key {API_KEY} not allowed"}))
+    fake_vast.set("endpoint", 11, failure(400, {"error_msg": f"key {API_KEY} not allowed"}))
     fake_vast.set("endpoint", 12, workers(worker(1)))
     key_file = tmp_path / "key"
     key_file.write_text(API_KEY + "\n")
