@@ -27,7 +27,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 <a href="/-/ready">Readiness</a> &middot; POST /-/reload re-reads the config</p>
 <h2>Targets</h2>
 <table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
-<th>last success</th><th>last error reason</th></tr>
+<th>last success</th><th>last error reason</th><th>message</th></tr>
 {rows}
 </table></body></html>
 """
@@ -91,7 +91,9 @@ class ExporterApp:
     async def landing(self, request: web.Request) -> web.Response:
         snapshot = self._cache.snapshot
         held = snapshot.held
-        rows = "\n".join(_row(state, held.get(state.target.key, 0)) for state in snapshot.targets)
+        rows = "\n".join(
+            _row(state, held.get(state.target.key, 0), self._redact) for state in snapshot.targets
+        )
         page = PAGE.format(version=html.escape(__version__), rows=rows)
         return web.Response(text=page, content_type="text/html")
 
@@ -107,12 +109,15 @@ class ExporterApp:
         return web.Response(status=503, text="Not ready: not every target has been polled yet.\n")
 
 
-def _row(state: TargetState, workers: int) -> str:
+def _row(state: TargetState, workers: int, redact: Callable[[str], str]) -> str:
     target = state.target
     up = "up" if state.up else "down" if state.polled else "not yet polled"
+    if state.not_ready:
+        up = "up, not ready"
     success = _ago(state.last_success)
     error = state.last_error or ""
-    cells = (target.kind, str(target.id), target.name, up, str(workers), success, error)
+    message = redact(state.not_ready_message or state.last_error_message)
+    cells = (target.kind, str(target.id), target.name, up, str(workers), success, error, message)
     css = ' class="down"' if state.polled and not state.up else ""
     body = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
     return f"<tr{css}>{body}</tr>"
