@@ -107,8 +107,8 @@ def parse_workers_payload(payload: Any) -> list[Worker]:
     if isinstance(payload, str):
         raise string_error(payload)
     if isinstance(payload, dict):
-        if payload.get("error_msg"):
-            raise NotReady(shorten(str(payload["error_msg"])))
+        if "error_msg" in payload:  # as the SDK tests it: the key, whatever its value
+            raise NotReady(shorten(str(payload["error_msg"])) or "no message")
         message = error_message(payload)
         if message is not None:
             raise PollError("api_error", message)

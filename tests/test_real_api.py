@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from exporter.traffic import TokenBucket
 
@@ -33,7 +29,6 @@ from .fakevast import (
     workers,
 )
 from .harness import API_KEY, Samples, fast_config, parse_metrics, series
-from .inprocess import InProcessExporter
 
 NOT_READY = failure(200, {"error_msg": f"Endpoint not ready for query (key {API_KEY})"})
 
@@ -42,25 +37,6 @@ def value(samples: Samples, metric: str, **labels: str) -> float:
     found = list(series(samples, metric, **labels).values())
     assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
     return found[0] if found else float("nan")
-
-
-@pytest.fixture
-async def run_exporter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Callable[..., Any]]:
-    monkeypatch.setenv("VAST_API_KEY", API_KEY)  # where a reload finds the key
-    started: list[InProcessExporter] = []
-
-    async def run(config: dict[str, Any]) -> InProcessExporter:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        exporter = await InProcessExporter(path).start()
-        started.append(exporter)
-        return exporter
-
-    yield run
-    for exporter in started:
-        await exporter.close()
 
 
 async def test_not_ready_is_up_with_no_workers_and_no_error(
