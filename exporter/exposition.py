@@ -23,6 +23,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from .lifecycle import EndpointLifecycle
 from .metrics import (
     DEPLOYMENT_HELP,
     INSTANCE_HELP,
@@ -218,6 +219,7 @@ class MetricsCache:
         self.account = AccountView()
         self.instances: Mapping[str, Instance] = {}
         self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
+        self.lifecycle: Callable[[], tuple[EndpointLifecycle, ...]] = tuple
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -244,6 +246,7 @@ class MetricsCache:
             self.account,
             self.instances,
             self.requests(),
+            self.lifecycle(),
         )
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)

@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .config import Target
 from .fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS, Field
+from .lifecycle import BUCKETS, EndpointLifecycle
 from .parsing import REASONS, EndpointInfo, GroupInfo, Instance, Worker
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
@@ -100,6 +107,7 @@ class Snapshot:
     reload: ReloadStatus = field(default_factory=ReloadStatus)
     account: AccountView = field(default_factory=lambda: AccountView())
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
+    lifecycle: tuple[EndpointLifecycle, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ def build_snapshot(
     account: AccountView | None = None,
     instances: Mapping[str, Instance] | None = None,
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
+    lifecycle: tuple[EndpointLifecycle, ...] = (),
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -145,7 +154,7 @@ def build_snapshot(
         for row in rows.values():
             row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
-    return Snapshot(states, tuple(rows.values()), held, now, reload, account, requests)
+    return Snapshot(states, tuple(rows.values()), held, now, reload, account, requests, lifecycle)
 
 
 def _instances_current(states: tuple[TargetState, ...], now: float, stale_after: float) -> bool:
@@ -223,6 +232,7 @@ class SnapshotCollector:
         """Target families and build info: few series, rendered by prometheus-client itself."""
         yield from self._target_families()
         yield from self._account_families()
+        yield from self._lifecycle_families()
         info = GaugeMetricFamily(
             "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
         )
@@ -272,6 +282,49 @@ class SnapshotCollector:
         yield from settings.values()
         yield groups
         yield from group_settings.values()
+
+    def _lifecycle_families(self) -> Iterator[Metric]:
+        """Cold starts, scaling and time per status of each endpoint (exporter/lifecycle.py)."""
+        labels = ("endpoint_id", "endpoint_name")
+        since = "counted by this exporter since it started, from successive successful polls"
+        cold = HistogramMetricFamily(
+            "vastai_endpoint_cold_start_seconds",
+            "Time workers took from start to loaded (loaded_at - started_at), observed once per "
+            f"worker seen loading and then loaded; {since}.",
+            labels=labels,
+        )
+        added = CounterMetricFamily(
+            "vastai_endpoint_workers_added",
+            f"Workers that appeared in a poll of the endpoint; {since}.",
+            labels=labels,
+        )
+        removed = CounterMetricFamily(
+            "vastai_endpoint_workers_removed",
+            f"Workers that disappeared from a poll of the endpoint; {since}.",
+            labels=labels,
+        )
+        errors = CounterMetricFamily(
+            "vastai_endpoint_worker_errors",
+            f"Transitions of the endpoint's workers into an error status; {since}.",
+            labels=labels,
+        )
+        seconds = CounterMetricFamily(
+            "vastai_endpoint_worker_state_seconds",
+            "Worker seconds the endpoint's workers spent in each status (each poll's status "
+            f"charged for the time since the previous poll); {since}.",
+            labels=(*labels, "status"),
+        )
+        bounds = [floatToGoString(b) for b in BUCKETS] + ["+Inf"]
+        for endpoint in self._snapshot.lifecycle:
+            values = (endpoint.endpoint_id, endpoint.endpoint_name)
+            buckets = list(zip(bounds, endpoint.cold_start_buckets, strict=True))
+            cold.add_metric(values, buckets, endpoint.cold_start_sum)
+            added.add_metric(values, endpoint.added)
+            removed.add_metric(values, endpoint.removed)
+            errors.add_metric(values, endpoint.errors)
+            for status, value in endpoint.state_seconds:
+                seconds.add_metric((*values, status), value)
+        yield from (cold, added, removed, errors, seconds)
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:

@@ -39,10 +39,12 @@ class Scheduler:
         fetch: FetchWorkers,
         polling: PollingSettings,
         on_change: Callable[[], None],
+        on_success: Callable[[Target, tuple[Worker, ...]], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self._polling = polling
         self._on_change = on_change
+        self._on_success = on_success  # the workers of each successful poll (lifecycle)
         self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -118,7 +120,9 @@ class Scheduler:
             outcome = note_readiness(self._keep_workers(outcome, workers), state, not_ready)
         current = self._states.get(key)
         if current is not None:  # set_targets may have relabelled it while we waited
-            self._states[key] = replace(outcome, target=current.target)
+            new = self._states[key] = replace(outcome, target=current.target)
+            if result is not None and self._on_success is not None:
+                self._on_success(new.target, new.workers)
             self._on_change()
             self._log_first_round()
 

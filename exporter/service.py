@@ -19,6 +19,7 @@ import aiohttp
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
+from .lifecycle import LifecycleTracker
 from .metrics import AccountView, ReloadStatus, TargetState
 from .parsing import Instance, Worker
 from .scheduler import Scheduler
@@ -59,7 +60,11 @@ class Exporter:
         polling = config.polling
         self.cache = MetricsCache(self._states, polling.stale_after, _refresh_every(config))
         self.cache.requests = self._requests.snapshot
-        self.scheduler = Scheduler(self._fetch, polling, self.cache.mark_changed)
+        self.lifecycle = LifecycleTracker()
+        self.cache.lifecycle = self.lifecycle.view
+        self.scheduler = Scheduler(
+            self._fetch, polling, self.cache.mark_changed, self.lifecycle.poll_succeeded
+        )
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
         self._warned_split: list[int | None] = []
@@ -141,7 +146,9 @@ class Exporter:
         listed = {e.id: e.name for e in account.endpoints} if account else {}
         targets = merge_targets(self.config.targets, found, listed)
         self._warn_split_endpoints(found)
-        self.scheduler.set_targets(t for t in targets if self.shard.owns(t.kind, t.id))
+        polled = [t for t in targets if self.shard.owns(t.kind, t.id)]
+        self.lifecycle.set_targets(polled, targets)
+        self.scheduler.set_targets(polled)
         self.cache.account = self._account_view(targets)
         self.cache.mark_changed()
 

@@ -126,13 +126,15 @@ def test_help_texts_say_the_data_is_cached() -> None:
     polled = [
         line for line in helps if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
     ]
+    counted = [line for line in helps if "counted by this exporter" in line]  # lifecycle
     listed = [
         line
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
+        and line not in counted
     ]
     priced = [line for line in polled if "price_dollars" in line or "instance_info" in line]
-    assert len(polled) == 28 and len(listed) == 13 and len(priced) == 2
+    assert len(polled) == 28 and len(listed) == 13 and len(priced) == 2 and len(counted) == 5
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
