@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import promtool
@@ -36,6 +37,7 @@ REQUIRED_ALERTS = {
     "VastaiEndpointAtMaxWorkers",  # issue 6: capped by max_workers while demand exceeds capacity
     "VastaiEndpointSpendHigh",  # issue 7: spend per endpoint above a configurable threshold
     "VastaiTargetNotReady",  # issue 10: Vast cannot list the target's workers for 30 minutes
+    "VastaiEndpointSlowColdStart",  # issue 14: p90 cold start over an hour above a threshold
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -52,6 +54,14 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_cost_dollars_per_million_perf_units:ratio",
     "global:vastai_spend_threshold_dollars_per_hour:default",
     "endpoint:vastai_spend_threshold_dollars_per_hour:effective",
+    # issue 14: cold starts, scale-ups and scale-downs, time loading, the cold-start threshold
+    "endpoint:vastai_endpoint_cold_start_seconds:p50_rate1h",
+    "endpoint:vastai_endpoint_cold_start_seconds:p90_rate1h",
+    "endpoint:vastai_endpoint_workers_added:increase1h",
+    "endpoint:vastai_endpoint_workers_removed:increase1h",
+    "endpoint:vastai_endpoint_worker_state_seconds:loading_ratio_rate1h",
+    "global:vastai_cold_start_threshold_seconds:default",
+    "endpoint:vastai_cold_start_threshold_seconds:effective",
 }
 
 
@@ -108,23 +118,30 @@ def test_recording_rules_follow_the_naming_convention():
         assert re.fullmatch(r"[a-z_]+:vastai_[a-z0-9_]+:[a-z0-9_]+", record), record
 
 
-def test_spend_threshold_is_configured_outside_the_alert():
+@pytest.mark.parametrize(
+    ("alert_name", "threshold", "default"),
+    [
+        ("VastaiEndpointSpendHigh", "vastai_spend_threshold_dollars_per_hour", None),
+        ("VastaiEndpointSlowColdStart", "vastai_cold_start_threshold_seconds", "600"),
+    ],
+)
+def test_thresholds_are_configured_outside_the_alert(
+    alert_name: str, threshold: str, default: str | None
+):
     """The threshold is a default record plus per-endpoint overrides, not a number in the alert."""
     by_name = {r.get("alert") or r.get("record"): r for r in rules()}
-    alert = by_name["VastaiEndpointSpendHigh"]["expr"]
-    assert "endpoint:vastai_spend_threshold_dollars_per_hour:effective" in alert
+    alert = by_name[alert_name]["expr"]
+    assert f"endpoint:{threshold}:effective" in alert
     assert not re.search(r"(?<![\w:.])\d", alert), "no hard-coded threshold in the alert"
-    assert re.fullmatch(
-        r"vector\(\d+(\.\d+)?\)",
-        by_name["global:vastai_spend_threshold_dollars_per_hour:default"]["expr"].strip(),
-    )
-    effective = by_name["endpoint:vastai_spend_threshold_dollars_per_hour:effective"]["expr"]
-    assert "endpoint:vastai_spend_threshold_dollars_per_hour:override" in effective
-    assert "global:vastai_spend_threshold_dollars_per_hour:default" in effective
+    default_expr = by_name[f"global:{threshold}:default"]["expr"].strip()
+    assert re.fullmatch(r"vector\(\d+(\.\d+)?\)", default_expr)
+    if default is not None:
+        assert default_expr == f"vector({default})"
+    effective = by_name[f"endpoint:{threshold}:effective"]["expr"]
+    assert f"endpoint:{threshold}:override" in effective
+    assert f"global:{threshold}:default" in effective
     # the override is documented in the rules file
-    assert "record: endpoint:vastai_spend_threshold_dollars_per_hour:override" in (
-        RULES_FILE.read_text()
-    )
+    assert f"record: endpoint:{threshold}:override" in RULES_FILE.read_text()
 
 
 def test_each_alert_is_tested_firing_and_silent():
