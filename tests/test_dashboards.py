@@ -55,6 +55,14 @@ EXPORTED_METRICS = {
     # hardware and price from the account's instance list (issue 7)
     "vastai_worker_instance_info",
     "vastai_worker_price_dollars_per_hour",
+    # serverless lifecycle per endpoint (issue 14)
+    "vastai_endpoint_cold_start_seconds_bucket",
+    "vastai_endpoint_cold_start_seconds_count",
+    "vastai_endpoint_cold_start_seconds_sum",
+    "vastai_endpoint_workers_added_total",
+    "vastai_endpoint_workers_removed_total",
+    "vastai_endpoint_worker_errors_total",
+    "vastai_endpoint_worker_state_seconds_total",
 }
 REQUIRED_VARIABLES = ["datasource", "job", "endpoint", "worker_group", "worker"]
 DATASOURCE_UID = "${datasource}"
@@ -358,6 +366,31 @@ def test_cost_panels():
     for panel in money:
         if panel["type"] != "table":
             assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
+
+
+def test_lifecycle_row_comes_last_and_queries_the_exporters_series():
+    """Issue 14: cold-start p50/p90, scale-ups and downs, time loading, errors, from the raw
+    series (so the panels do not depend on the recording rules)."""
+    panels = load(DASHBOARD_DIR / "vastai-overview.json")["panels"]
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert panels[rows[-1]]["title"] == "Lifecycle"
+    lifecycle = panels[rows[-1] + 1 :]
+    exprs = " ".join(t["expr"] for p in lifecycle for t in p["targets"])
+    for needle in (
+        "histogram_quantile(0.5, sum by (le, endpoint_name) (rate("
+        "vastai_endpoint_cold_start_seconds_bucket",
+        "histogram_quantile(0.9, sum by (le, endpoint_name) (rate("
+        "vastai_endpoint_cold_start_seconds_bucket",
+        "vastai_endpoint_workers_added_total",
+        "vastai_endpoint_workers_removed_total",
+        "vastai_endpoint_worker_errors_total",
+        "vastai_endpoint_worker_state_seconds_total",
+    ):
+        assert needle in exprs, needle
+    names = set().union(
+        *(metric_names(substitute(t["expr"])) for p in lifecycle for t in p["targets"])
+    )
+    assert names and not names & recorded_names()
 
 
 def test_workers_dashboard_has_the_table():
