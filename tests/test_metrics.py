@@ -145,7 +145,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW)).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 42
+    assert len(names) == 47
     assert {name for name in names if f"`{name}`" not in readme} == set()
 
 

@@ -59,6 +59,7 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_endpoint_cold_start_seconds:p90_rate1h",
     "endpoint:vastai_endpoint_workers_added:increase1h",
     "endpoint:vastai_endpoint_workers_removed:increase1h",
+    "endpoint:vastai_endpoint_worker_errors:increase1h",
     "endpoint:vastai_endpoint_worker_state_seconds:loading_ratio_rate1h",
     "global:vastai_cold_start_threshold_seconds:default",
     "endpoint:vastai_cold_start_threshold_seconds:effective",
