@@ -219,7 +219,11 @@ async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None
     )
     exporter = await start_exporter(config)
     await exporter.wait_for_metrics(
-        lambda s: worker_ids(s) == {"1", "2"} and series(s, "vastai_target_up", id="20")
+        lambda s: (
+            worker_ids(s) == {"1", "2"}
+            and series(s, "vastai_target_up", id="20")
+            and series(s, "vastai_endpoint_cold_start_seconds_count")
+        )  # lifecycle families too
     )
     text = await exporter.scrape()
     proc = await asyncio.create_subprocess_exec(
