@@ -224,3 +224,40 @@ def test_a_renamed_endpoint_keeps_its_counts_under_the_new_name() -> None:
     lifecycle.set_targets([renamed], [renamed])
     lifecycle.observe(renamed, [w(1), w(2)], 1020, 20)
     assert (of(lifecycle).endpoint_name, of(lifecycle).added) == ("chat-v2", 2)
+
+
+def test_the_demo_simulation_gives_every_lifecycle_series_data_within_minutes() -> None:
+    """The simulator's workers (seed 1, as --demo runs it) polled every 2 s like the demo:
+    cold starts of tens of seconds, scale-ups and downs and errors come within minutes, and
+    the fresh endpoint cold-starts after its not-ready spell."""
+    from exporter.parsing import parse_workers_payload
+    from exporter.simulator import FRESH_ENDPOINT_ID, Simulation, demo_targets
+
+    now = [1_800_000_000.0]
+    sim = Simulation(seed=1, clock=lambda: now[0])
+    endpoints = [
+        Target("endpoint", t.id, t.name, t.id, t.name)
+        for t in demo_targets()
+        if t.kind == "endpoint"
+    ]
+    lifecycle = tracker(*endpoints)
+    first_cold_start = None
+    for step in range(0, 180, 2):  # three minutes
+        for target in endpoints:
+            listed = [] if sim.not_ready(int(target.id)) else sim.endpoint_workers(int(target.id))
+            lifecycle.observe(target, parse_workers_payload(listed), now[0], now[0])
+        if first_cold_start is None and any(e.cold_start_buckets[-1] for e in lifecycle.view()):
+            first_cold_start = step
+        now[0] += 2.0
+    view = {e.endpoint_id: e for e in lifecycle.view()}
+    assert first_cold_start is not None and first_cold_start <= 40
+    observed = sum(e.cold_start_buckets[-1] for e in view.values())
+    mean = sum(e.cold_start_sum for e in view.values()) / observed
+    assert observed >= 4 and 20 <= mean <= 150  # tens of seconds
+    assert view[str(FRESH_ENDPOINT_ID)].cold_start_buckets[-1] >= 1
+    assert view[str(FRESH_ENDPOINT_ID)].added >= 2  # after the not-ready spell, no baseline
+    assert sum(e.added for e in view.values()) >= 4
+    assert sum(e.removed for e in view.values()) >= 1
+    assert sum(e.errors for e in view.values()) >= 1
+    statuses = {s for e in view.values() for s, _ in e.state_seconds}
+    assert {"creating", "loading", "model_loading", "ready", "error"} <= statuses
