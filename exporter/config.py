@@ -84,10 +84,11 @@ class DiscoverySettings:
 
 @dataclass(frozen=True)
 class InstancesSettings:
-    """The account's instance list: each worker's GPU and price."""
+    """The account's v1 instance list: each worker's price, GPU and memory."""
 
     enabled: bool = False
     interval: float = 60.0
+    page_interval: float = 1.0  # Vast allows one request a second on this path
 
 
 @dataclass(frozen=True)
@@ -301,9 +302,15 @@ def _rate(value: Any) -> float:
 
 
 def _parse_instances(value: Any) -> InstancesSettings:
-    section = check_mapping(value, "instances", {"enabled", "interval"})
+    section = check_mapping(value, "instances", {"enabled", "interval", "page_interval"})
     enabled, interval = _listing_schedule(section, "instances", InstancesSettings.interval)
-    return InstancesSettings(enabled, interval)
+    page_interval = _duration(section, "instances", "page_interval", 1.0)
+    if page_interval < 1:
+        raise ConfigError(
+            "must be at least 1s (Vast allows one request a second on the instance list)",
+            key="instances.page_interval",
+        )
+    return InstancesSettings(enabled, interval, page_interval)
 
 
 def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:
