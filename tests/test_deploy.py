@@ -7,6 +7,7 @@ cluster runs here.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 CONFIG_PATH = "/etc/vastai-exporter/config.yaml"
+GENERATOR = DEPLOY / "generate_kubernetes.py"
 
 
 # ------------------------------------------------------------------------------ Dockerfile
@@ -267,9 +269,15 @@ def k8s(kind: str) -> list[dict]:
     return [d for d in k8s_docs() if d["kind"] == kind]
 
 
+def exporter_configmap() -> dict:
+    """The exporter's config ConfigMap (the others hold the Grafana dashboards)."""
+    (configmap,) = [c for c in k8s("ConfigMap") if "config.yaml" in c.get("data", {})]
+    return configmap
+
+
 def test_example_configs_use_only_known_keys():
     check_config_keys(yaml.safe_load((DEPLOY / "demo-config.yaml").read_text()), "demo-config")
-    (configmap,) = k8s("ConfigMap")
+    configmap = exporter_configmap()
     check_config_keys(yaml.safe_load(configmap["data"]["config.yaml"]), "k8s ConfigMap")
 
 
@@ -346,7 +354,7 @@ def test_exporter_key_comes_from_a_secret():
 
 def test_exporter_config_is_mounted_from_the_configmap():
     pod, exporter = exporter_container()
-    (configmap,) = k8s("ConfigMap")
+    configmap = exporter_configmap()
     volumes = {v["name"]: v for v in pod["volumes"]}
     mount = next(
         m for m in exporter["volumeMounts"] if m["mountPath"] == str(Path(CONFIG_PATH).parent)
@@ -404,3 +412,50 @@ def test_service_and_servicemonitor_reach_the_exporter():
     assert endpoint.get("path", "/metrics") == "/metrics"
     # the rules' VastaiExporterAbsent expects job="vastai"
     assert labels.get(monitor["spec"].get("jobLabel")) == "vastai"
+
+
+# ------------------------------------------------- generated Prometheus Operator and Grafana
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("generate_kubernetes", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_manifests_are_current():
+    """prometheusrule.yaml and grafana-dashboards.yaml are what the generator writes now."""
+    for path, text in load_generator().rendered().items():
+        assert path.read_text() == text, f"{path.name} is stale: python3 {GENERATOR.name}"
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_prometheusrule_groups_are_the_rules_file():
+    (rule,) = k8s("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "vastai-rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    assert rule["spec"].keys() == {"groups"}
+
+
+def test_dashboards_as_configmaps_for_the_grafana_sidecar():
+    dashboards = {p.name: p.read_text() for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    configmaps = [c for c in k8s("ConfigMap") if c["metadata"]["name"].startswith("vastai-dash")]
+    shipped = {}
+    for configmap in configmaps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (name,) = configmap["data"]
+        shipped[name] = configmap["data"][name]
+        # one dashboard per ConfigMap: kubectl apply keeps a copy in an annotation (256 KiB max)
+        assert len(shipped[name].encode()) < 256 * 1024 - 4096, name
+    assert shipped == dashboards
+
+
+def test_kustomization_includes_rules_and_dashboards():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert {"prometheusrule.yaml", "grafana-dashboards.yaml"} <= set(kustomization["resources"])
