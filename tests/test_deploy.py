@@ -180,8 +180,13 @@ def test_compose_services():
     assert simulator["command"] == ["simulate", "--listen", "0.0.0.0:8080"]
     assert simulator.get("healthcheck", {}).get("disable") is True, "it does not serve :9840"
     for name in ("simulator", "vastai-exporter"):
-        assert services[name]["build"]["context"] == ".."
-        assert (DEPLOY / services[name]["build"]["context"] / "Dockerfile").is_file()
+        build = services[name]["build"]
+        assert build["context"] == ".." and build["dockerfile"] == "Dockerfile"
+        assert (DEPLOY / build["context"] / "Dockerfile").is_file()
+        # the same Dockerfile, its base overridable as in CI (a stand-in without Docker Hub)
+        default = global_args()["BASE_IMAGE"]
+        assert build["args"]["BASE_IMAGE"] == f"${{BASE_IMAGE:-{default}}}"
+        assert services[name]["image"] == "vastai-exporter:local", "the built image is named"
     for name in ("prometheus", "grafana"):
         image = services[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pinned image"
