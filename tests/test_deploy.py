@@ -464,3 +464,21 @@ def test_dashboards_as_configmaps_for_the_grafana_sidecar():
 def test_kustomization_includes_rules_and_dashboards():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert {"prometheusrule.yaml", "grafana-dashboards.yaml"} <= set(kustomization["resources"])
+
+
+# --------------------------------------------------------------------------------- CI script
+
+
+def test_ci_installs_starts_and_stops_the_docker_engine():
+    """.ci/run prepares a fresh Debian machine: packages, dockerd, the stand-in base image."""
+    text = (ROOT / ".ci" / "run").read_text()
+    for package in ("prometheus", "docker.io", "debootstrap"):
+        assert package in text, package
+    assert "apt-get update" in text and "apt-get install -y" in text
+    assert "dockerd --bridge=none --iptables=false" in text
+    assert "trap stop_dockerd EXIT" in text, "the engine it starts is stopped at the end"
+    assert "deploy/build-base-image.sh" in text
+    assert "<!-- test-command" in text and "<!-- test-command" in (ROOT / "README.md").read_text()
+    script = (DEPLOY / "build-base-image.sh").read_text()
+    assert "debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates" in script
+    assert "/etc/apt/sources.list" in script and "docker import" in script
