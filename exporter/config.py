@@ -154,10 +154,22 @@ def load_yaml_file(path: str | os.PathLike[str]) -> Any:
         raise ConfigError("not valid YAML: nested too deeply", file=source) from None
 
 
+# What a new user most likely wants when the config file is missing.
+MISSING_CONFIG_HINT = (
+    "copy config.example.yaml to config.yaml and list your endpoint and worker group ids, "
+    "or run with --demo to try the exporter on a simulated Vast API"
+)
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; every problem is a ConfigError naming file and key."""
     source = str(path)
-    document = load_yaml_file(path)
+    try:
+        document = load_yaml_file(path)
+    except ConfigError as exc:
+        if exc.detail != "file not found":
+            raise
+        raise ConfigError(f"file not found ({MISSING_CONFIG_HINT})", file=source) from None
     try:
         config = parse_config(document if document is not None else {}, source)
     except ConfigError as exc:
