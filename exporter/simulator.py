@@ -36,6 +36,7 @@ FLAKY_GROUP_ID = 1004
 FRESH_ENDPOINT_ID = 104  # created with the simulation: not ready for its first FRESH_SECONDS
 FRESH_SECONDS = 30.0
 OBJECT_SHAPE_GROUP_ID = 1001  # answers in the documented {"workers": [...]} shape
+SPARE_GROUP_ID = 1002  # keeps one ready worker that gets no traffic: idle spend on the dashboards
 USER_ID = 424242
 DAY_SECONDS = 600.0  # one simulated "day" of load, compressed so a demo shows a full cycle
 _MAX_CATCH_UP = 3600  # steps; after a longer gap the simulation resumes as if it had paused
@@ -547,9 +548,11 @@ class Simulation:
         load = self._endpoint_load(spec, t)
         members = [w for w in self._workers if w.group.endpoint_id == spec.id]
         serving = [w for w in members if w.state == "ready"]
+        spare = next((w for w in serving if w.group.id == SPARE_GROUP_ID), None)
+        serving = [w for w in serving if w is not spare]
         total = sum(w.perf for w in serving) or 1.0
         for w in members:
-            if w.state != "ready":
+            if w.state != "ready" or w is spare:
                 w.cur_load = w.cur_perf = w.new_load = 0.0
                 w.reqs = 0
                 continue
@@ -576,7 +579,9 @@ class Simulation:
         total_gb = w.group.gpu_ram * 1.024
         if w.state == "ready":
             busy = w.cur_load / w.perf if w.perf else 0.0
-            w.gpu_util = min(100.0, 100 * busy * self._rng.uniform(0.9, 1.05))
+            w.gpu_util = min(
+                100.0, 100 * busy * self._rng.uniform(0.9, 1.05) + self._rng.uniform(0.2, 2)
+            )
             w.vmem_gb = total_gb * self._rng.uniform(0.82, 0.9)
         elif w.state in ("loading", "model_loading"):
             w.gpu_util = self._rng.uniform(5, 40)

@@ -56,6 +56,14 @@ EXPORTED_METRICS = {
     # hardware and price from the account's instance list (issue 7)
     "vastai_worker_instance_info",
     "vastai_worker_price_dollars_per_hour",
+    # not-ready targets (issue 10)
+    "vastai_target_not_ready",
+    # the v1 instance list: what Vast bills, GPU telemetry (issue 11)
+    "vastai_worker_billed_dollars_per_hour",
+    "vastai_worker_gpu_utilization_ratio",
+    "vastai_worker_gpu_temperature_celsius",
+    "vastai_worker_gpu_memory_used_bytes",
+    "vastai_worker_gpu_memory_total_bytes",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which exists only where
 # the rules define it (a default and per-endpoint overrides). Its panel says so in its description.
@@ -236,11 +244,20 @@ def test_every_panel_has_title_description_datasource_and_unit(path):
             assert variables[repeat]["multi"], f"{title}: repeats over a multi-value variable"
 
 
+# A fixed window that is part of a definition (idle spend: "over the last 15 minutes", as the
+# recording rule and its alert), not a rate: allowed in *_over_time calls only.
+DEFINED_WINDOWS = {"15m"}
+
+
 def test_ranges_use_rate_interval():
     rated = 0
     for where, expr in all_expressions():
         unquoted = STRING_RE.sub('""', expr)
-        for window in re.findall(r"\[([^\]]*)\]", unquoted):
+        for match in re.finditer(r"\[([^\]]*)\]", unquoted):
+            window = match.group(1)
+            call = re.search(r"(\w+)\s*\([^()]*$", unquoted[: match.start()])
+            if call and call.group(1).endswith("_over_time") and window in DEFINED_WINDOWS:
+                continue
             assert window in ("$__rate_interval", "${__rate_interval}"), f"{where}: [{window}]"
         rated += bool(re.search(r"\b(?:rate|increase|irate)\s*\(", unquoted))
     assert rated, "the poll error counter is shown as a rate"
