@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import __version__, simulator
 from .config import (
+    BillingSettings,
     Config,
     ConfigError,
     DiscoverySettings,
@@ -217,7 +218,8 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress, options: Ru
 
 def demo_config(api_url: str) -> Config:
     """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
-    and its worker groups, found by account discovery; and its instance list (GPUs, prices)."""
+    and its worker groups, found by account discovery; its instance list (GPUs, prices) and
+    its billing (credit, today's charges)."""
     endpoints = tuple(
         Target("endpoint", t.id, t.name, t.id, t.name)
         for t in simulator.demo_targets()
@@ -230,6 +232,7 @@ def demo_config(api_url: str) -> Config:
         targets=endpoints,
         source="--demo",
         instances=InstancesSettings(enabled=True, interval=10.0),
+        billing=BillingSettings(enabled=True, interval=60.0),
     )
 
 

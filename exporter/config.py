@@ -84,10 +84,19 @@ class DiscoverySettings:
 
 @dataclass(frozen=True)
 class InstancesSettings:
-    """The account's instance list: each worker's GPU and price."""
+    """The account's v1 instance list: each worker's price, GPU and memory."""
 
     enabled: bool = False
     interval: float = 60.0
+    page_interval: float = 1.0  # Vast allows one request a second on this path
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """The account's credit and today's charges (needs a key with billing read permission)."""
+
+    enabled: bool = False
+    interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ class Config:
     targets: tuple[Target, ...] = ()
     source: str = "<defaults>"
     instances: InstancesSettings = field(default_factory=InstancesSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
 
 def parse_duration(value: Any) -> float:
@@ -153,10 +163,22 @@ def load_yaml_file(path: str | os.PathLike[str]) -> Any:
         raise ConfigError("not valid YAML: nested too deeply", file=source) from None
 
 
+# What a new user most likely wants when the config file is missing.
+MISSING_CONFIG_HINT = (
+    "copy config.example.yaml to config.yaml and list your endpoint and worker group ids, "
+    "or run with --demo to try the exporter on a simulated Vast API"
+)
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; every problem is a ConfigError naming file and key."""
     source = str(path)
-    document = load_yaml_file(path)
+    try:
+        document = load_yaml_file(path)
+    except ConfigError as exc:
+        if exc.detail != "file not found":
+            raise
+        raise ConfigError(f"file not found ({MISSING_CONFIG_HINT})", file=source) from None
     try:
         config = parse_config(document if document is not None else {}, source)
     except ConfigError as exc:
@@ -171,7 +193,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
-    sections = {"vast", "polling", "discovery", "instances", "endpoints", "worker_groups"}
+    sections = {
+        "vast",
+        "polling",
+        "discovery",
+        "instances",
+        "billing",
+        "endpoints",
+        "worker_groups",
+    }
     top = check_mapping(document, "", sections)
     vast = _parse_vast(top.get("vast"))
     polling = _parse_polling(top.get("polling"))
@@ -183,7 +213,8 @@ def parse_config(document: Any, source: str = "<config>") -> Config:
             "no targets: list endpoints or worker groups, or enable discovery", key="endpoints"
         )
     instances = _parse_instances(top.get("instances"))
-    return Config(vast, polling, discovery, endpoints + groups, source, instances)
+    billing = _parse_billing(top.get("billing"))
+    return Config(vast, polling, discovery, endpoints + groups, source, instances, billing)
 
 
 def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -301,9 +332,23 @@ def _rate(value: Any) -> float:
 
 
 def _parse_instances(value: Any) -> InstancesSettings:
-    section = check_mapping(value, "instances", {"enabled", "interval"})
+    section = check_mapping(value, "instances", {"enabled", "interval", "page_interval"})
     enabled, interval = _listing_schedule(section, "instances", InstancesSettings.interval)
-    return InstancesSettings(enabled, interval)
+    page_interval = _duration(section, "instances", "page_interval", 1.0)
+    if page_interval < 1:
+        raise ConfigError(
+            "must be at least 1s (Vast allows one request a second on the instance list)",
+            key="instances.page_interval",
+        )
+    return InstancesSettings(enabled, interval, page_interval)
+
+
+def _parse_billing(value: Any) -> BillingSettings:
+    section = check_mapping(value, "billing", {"enabled", "interval"})
+    enabled, interval = _listing_schedule(section, "billing", BillingSettings.interval)
+    if interval < 60:
+        raise ConfigError("must be at least 1m (charges change slowly)", key="billing.interval")
+    return BillingSettings(enabled, interval)
 
 
 def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:

@@ -49,6 +49,7 @@ class Scheduler:
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._first_round_logged = False
+        self.first_round = asyncio.Event()  # set once targets exist and all have been polled
         self._settings_changed = asyncio.Event()
 
     def states(self) -> tuple[TargetState, ...]:
@@ -150,6 +151,7 @@ class Scheduler:
         if self._first_round_logged or not self.ready:
             return
         self._first_round_logged = True
+        self.first_round.set()
         states = self._states.values()
         up = sum(state.up for state in states)
         workers = sum(len(state.workers) for state in states if state.up)

@@ -8,6 +8,7 @@ settings apply from the next poll. An invalid one is logged and the running conf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,17 +17,20 @@ from typing import Any
 
 import aiohttp
 
+from .billing import Billing, BillingReader, BillingView, billing_view
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
+from .instances import InstanceReader, InstanceStore
 from .lifecycle import LifecycleTracker
 from .metrics import AccountView, ReloadStatus, TargetState
-from .parsing import Instance, Worker
+from .parsing import Worker
 from .scheduler import Scheduler
 from .traffic import RequestCounter, TokenBucket
 from .vast import Account, VastClient, create_session
 
 log = logging.getLogger("exporter")
+FIRST_ROUND_WAIT = 60.0  # seconds the first instance read waits for the first poll round
 
 
 class Exporter:
@@ -55,11 +59,28 @@ class Exporter:
         self._requests = RequestCounter()
         self._pacer = TokenBucket(config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
+        self._instances = InstanceStore(config.polling.stale_after)
+        self._billing: Billing | None = None
+        self._endpoint_names: dict[int, str] = {}
+        self._billing_reader = BillingReader(
+            lambda: self._client.fetch_user(),
+            lambda start, end, token: self._client.fetch_charges_page(start, end, token),
+        )
+        self._instance_reader = InstanceReader(
+            lambda ids, token: self._client.fetch_instance_page(ids, token),
+            self._polled_worker_ids,
+            self._instances,
+            config.instances.page_interval,
+            self._first_poll_round,
+        )
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
         self.cache = MetricsCache(self._states, polling.stale_after, _refresh_every(config))
         self.cache.requests = self._requests.snapshot
+        self.cache.instances = self._instances.current
+        self.cache.instance_read = self._instance_read
+        self.cache.billing = self._billing_view
         self.lifecycle = LifecycleTracker()
         self.cache.lifecycle = self.lifecycle.view
         self.scheduler = Scheduler(
@@ -130,6 +151,8 @@ class Exporter:
             self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
         self._pacer.set_rate(config.polling.max_requests_per_second)
+        self._instances.stale_after = config.polling.stale_after
+        self._instance_reader.page_interval = config.instances.page_interval
         self.scheduler.update_polling(config.polling)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
@@ -145,6 +168,13 @@ class Exporter:
         found = discovered_targets(account, self.config.discovery) if account else []
         listed = {e.id: e.name for e in account.endpoints} if account else {}
         targets = merge_targets(self.config.targets, found, listed)
+        # Endpoint names for the billing read's endpoints: as the targets name them, else
+        # as the listing does.
+        self._endpoint_names = listed | {
+            t.endpoint_id: t.endpoint_name
+            for t in targets
+            if t.endpoint_id is not None and t.endpoint_name
+        }
         self._warn_split_endpoints(found)
         polled = [t for t in targets if self.shard.owns(t.kind, t.id)]
         self.lifecycle.set_targets(polled, targets)
@@ -200,8 +230,15 @@ class Exporter:
             "instances",
             config.instances.enabled,
             config.instances.interval,
-            lambda: self._client.fetch_instances(),
-            self._on_instances,
+            self._instance_reader.read,
+            lambda found: None,  # each page enters the store as it is read
+        )
+        self._configure_reader(
+            "billing",
+            config.billing.enabled,
+            config.billing.interval,
+            self._billing_reader.read,
+            self._on_billing,
         )
 
     def _configure_reader(
@@ -232,10 +269,45 @@ class Exporter:
         if kind == "listing":
             self._account = None
         elif kind == "instances":
-            self.cache.instances = {}
+            self._instances.clear()
+        elif kind == "billing":
+            self._billing = None
 
-    def _on_instances(self, instances: dict[str, Instance]) -> None:
-        self.cache.instances = instances
+    def _on_billing(self, found: Billing) -> None:
+        self._billing = found
+
+    def _billing_view(self) -> BillingView | None:
+        """The last billing read as this replica exports it; None once stale_after passed
+        since it last succeeded (or when billing is off)."""
+        reader = self._readers.get("billing")
+        if self._billing is None or reader is None or "billing" not in self._reader_tasks:
+            return None
+        if not reader.state.holds_workers(time.monotonic(), self.config.polling.stale_after):
+            return None
+        return billing_view(self._billing, self._endpoint_names, self.shard.owns)
+
+    def _polled_worker_ids(self) -> set[str]:
+        """The workers this replica exports now: the instances worth reading."""
+        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        return {
+            worker.id
+            for state in self.scheduler.states()
+            if state.holds_workers(now, stale_after)
+            for worker in state.workers
+        }
+
+    async def _first_poll_round(self) -> None:
+        """Until every target has been polled once (at most a minute, for a slow discovery):
+        before that, the instances worth reading are not known."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.scheduler.first_round.wait(), FIRST_ROUND_WAIT)
+
+    def _instance_read(self) -> tuple[int, float] | None:
+        """Pages and seconds of the last instance-list read, once there was one."""
+        reader = self._instance_reader
+        if reader.last_pages is None or reader.last_duration is None:
+            return None
+        return reader.last_pages, reader.last_duration
 
     def _on_account(self, account: Account) -> None:
         self._account = account

@@ -38,6 +38,10 @@ REQUIRED_ALERTS = {
     "VastaiEndpointSpendHigh",  # issue 7: spend per endpoint above a configurable threshold
     "VastaiTargetNotReady",  # issue 10: Vast cannot list the target's workers for 30 minutes
     "VastaiEndpointSlowColdStart",  # issue 14: p90 cold start over an hour above a threshold
+    "VastaiEndpointIdleSpend",  # issue 11: ready workers idle on the GPU cost over a threshold
+    "VastaiWorkerGpuHot",  # issue 11: a GPU over 85 °C for 10 minutes
+    "VastaiCreditLow",  # issue 13: the credit lasts under 48 hours at the current spend
+    "VastaiCreditCritical",  # issue 13: ... under 6 hours
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -63,6 +67,14 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_endpoint_worker_state_seconds:loading_ratio_rate1h",
     "global:vastai_cold_start_threshold_seconds:default",
     "endpoint:vastai_cold_start_threshold_seconds:effective",
+    # issue 11: what Vast bills, and idle spend with its alert's threshold
+    "endpoint:vastai_worker_billed_dollars_per_hour:sum",
+    "endpoint_gpu:vastai_worker_billed_dollars_per_hour:sum",
+    "endpoint:vastai_idle_spend_dollars_per_hour:sum",
+    "global:vastai_idle_spend_threshold_dollars_per_hour:default",
+    "endpoint:vastai_idle_spend_threshold_dollars_per_hour:effective",
+    # issue 13: how long the credit lasts
+    "account:vastai_credit_runway:hours",
 }
 
 
