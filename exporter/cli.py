@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from .config import (
     PollingSettings,
     Target,
     VastSettings,
+    config_schema,
     load_config,
     resolve_api_key,
 )
@@ -127,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the config file and find the API key, then exit 0 (valid) or 2",
     )
+    parser.add_argument(
+        "--config.schema",
+        dest="config_schema",
+        action="store_true",
+        help="print the JSON Schema of the config file (for editors) and exit",
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
 
@@ -178,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"{PROG} {__version__}")
         return 0
+    if args.config_schema:
+        return _print(json.dumps(config_schema(), indent=2))
     redactor = setup_logging(args.log_level, args.log_format)
     try:
         web_config = load_web_config(args.web_config) if args.web_config else WebConfig()
@@ -194,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     redactor.add_secret(api_key)
     return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config, shard))
+
+
+def _print(text: str) -> int:
+    """Print to stdout; a reader that stops early (`| head`) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def _fail(message: str) -> int:

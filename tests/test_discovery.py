@@ -210,7 +210,9 @@ async def test_two_shards_split_40_targets(fake_vast, start_exporter, tmp_path) 
     shares = []
     for index in (0, 1):
         exporter = await start_exporter(config, "--shard.index", str(index), "--shard.count", "2")
-        samples = await exporter.wait_for_metrics(lambda s: bool(polled(s)))
+        owned = {f"endpoint/{i}" for i in range(100, 140) if Shard(index, 2).owns("endpoint", i)}
+        # Until the first round is done; then no other target may ever be polled.
+        samples = await exporter.wait_for_metrics(lambda s, owned=owned: polled(s) == owned)
         shares.append(polled(samples))
         assert set(worker_labels(samples)) == {share.split("/")[1] for share in shares[-1]}
         assert await exporter.stop() == 0
