@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config: TLS and basic auth (promtool check web-config format)",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload (off by default: 403; SIGHUP always reloads)",
+    )
+    parser.add_argument(
         "--shard.index",
         dest="shard_index",
         type=int,
@@ -154,6 +160,7 @@ class RunOptions:
     redactor: RedactingFilter
     web_config: WebConfig = field(default_factory=WebConfig)
     shard: Shard = field(default_factory=Shard)
+    lifecycle: bool = False  # --web.enable-lifecycle: POST /-/reload is served
 
 
 def parse_shard(index: int, count: int) -> Shard:
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         web_config = load_web_config(args.web_config) if args.web_config else WebConfig()
         if args.demo:
-            options = RunOptions(None, redactor, web_config, shard)
+            options = RunOptions(None, redactor, web_config, shard, args.enable_lifecycle)
             return _run(None, DEMO_API_KEY, listen, options)
         config = load_config(args.config_file)
         api_key = resolve_api_key(config)
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
         return 0
     redactor.add_secret(api_key)
-    return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config, shard))
+    options = RunOptions(args.config_file, redactor, web_config, shard, args.enable_lifecycle)
+    return _run(config, api_key, listen, options)
 
 
 def _fail(message: str) -> int:
@@ -300,7 +308,12 @@ async def _serve_config(
     web_config = options.web_config
     auth = BasicAuth(web_config.users) if web_config.users else None
     app = ExporterApp(
-        exporter.cache, exporter.reload, auth, web_config.headers, options.redactor.redact
+        exporter.cache,
+        exporter.reload,
+        auth,
+        web_config.headers,
+        options.redactor.redact,
+        lifecycle=options.lifecycle,
     )
     runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()

@@ -24,7 +24,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 <h1>vastai-exporter</h1>
 <p>Prometheus exporter for Vast.ai Serverless, version {version}.</p>
 <p><a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
-<a href="/-/ready">Readiness</a> &middot; POST /-/reload re-reads the config</p>
+<a href="/-/ready">Readiness</a></p>
+<p>{reload}</p>
 <h2>Targets</h2>
 <table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
 <th>last success</th><th>last error reason</th></tr>
@@ -32,6 +33,13 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 </table></body></html>
 """
 
+
+LIFECYCLE_DISABLED = "Lifecycle API is not enabled."
+RELOAD_ENABLED = "POST /-/reload (or SIGHUP) re-reads the config file."
+RELOAD_DISABLED = (
+    "SIGHUP re-reads the config file. POST /-/reload is off: start with "
+    "<code>--web.enable-lifecycle</code> to serve it."
+)
 
 Reload = Callable[[], Awaitable["str | None"]]
 
@@ -46,12 +54,15 @@ class ExporterApp:
         auth: BasicAuth | None = None,
         headers: dict[str, str] | None = None,
         redact: Callable[[str], str] = lambda text: text,
+        *,
+        lifecycle: bool = False,
     ) -> None:
         self._cache = cache
         self._reload = reload
         self._redact = redact
         self._auth = auth
         self._headers = headers or {}
+        self._lifecycle = lifecycle
         self._ready = False
 
     def build(self) -> web.Application:
@@ -70,7 +81,10 @@ class ExporterApp:
         response.headers.update(self._headers)
 
     async def reload(self, request: web.Request) -> web.Response:
-        """Re-read the config file: 200 when applied, 500 with the reason when refused."""
+        """Re-read the config file: 200 when applied, 500 with the reason when refused; 403
+        without --web.enable-lifecycle, as Prometheus answers."""
+        if not self._lifecycle:
+            return web.Response(status=403, text=f"{LIFECYCLE_DISABLED}\n")
         error = await self._reload()
         if error is None:
             return web.Response(text="Reloaded.\n")
@@ -92,7 +106,8 @@ class ExporterApp:
         snapshot = self._cache.snapshot
         held = snapshot.held
         rows = "\n".join(_row(state, held.get(state.target.key, 0)) for state in snapshot.targets)
-        page = PAGE.format(version=html.escape(__version__), rows=rows)
+        reload = RELOAD_ENABLED if self._lifecycle else RELOAD_DISABLED
+        page = PAGE.format(version=html.escape(__version__), reload=reload, rows=rows)
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(self, request: web.Request) -> web.Response:

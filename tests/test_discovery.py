@@ -286,7 +286,7 @@ async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
     account(fake_vast)
     config = discovery_config(fake_vast, interval="1h")
     config["endpoints"] = [{"id": 2}]  # so the config is valid with discovery off too
-    exporter = await start_exporter(config)
+    exporter = await start_exporter(config, "--web.enable-lifecycle")
     await exporter.wait_for_metrics(lambda s: len(polled(s)) == 5)
     off = {**config, "discovery": {"enabled": False}}
     async with aiohttp.ClientSession() as session:

@@ -222,7 +222,7 @@ async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) ->
     fake_vast.set("endpoint", 11, workers(worker(2)))
     fake_vast.set("worker_group", 12, workers(worker(3)))
     config = fast_config(fake_vast.url, endpoints=[{"id": 10}, {"id": 11}])
-    exporter = await start_exporter(config)
+    exporter = await start_exporter(config, "--web.enable-lifecycle")
     config_file = tmp_path / "config.yaml"
     first = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
     assert reload_metrics(first)[0] == 1.0
@@ -267,6 +267,30 @@ async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) ->
     assert "Traceback" not in exporter.log
 
 
+async def test_reload_over_http_needs_the_lifecycle_flag(
+    fake_vast, start_exporter, tmp_path
+) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    fake_vast.set("endpoint", 11, workers(worker(2)))
+    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    changed = fast_config(fake_vast.url, endpoints=[{"id": 10}, {"id": 11}])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(changed))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(exporter.base_url + "/-/reload") as response,
+    ):
+        assert response.status == 403
+        assert await response.text() == "Lifecycle API is not enabled.\n"
+    _, page, _ = await exporter.get("/")
+    assert "--web.enable-lifecycle" in page
+    assert "config reloaded" not in exporter.log
+    assert exporter.proc is not None
+    exporter.proc.send_signal(signal.SIGHUP)  # the signal needs no flag
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
+    await exporter.wait_for_log("config reloaded")
+
+
 async def test_reload_picks_up_a_rotated_key(fake_vast, start_exporter, tmp_path) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     key_file = tmp_path / "key"
@@ -274,7 +298,7 @@ async def test_reload_picks_up_a_rotated_key(fake_vast, start_exporter, tmp_path
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10}], vast={"api_key_file": str(key_file)}
     )
-    exporter = await start_exporter(config, key=None)
+    exporter = await start_exporter(config, "--web.enable-lifecycle", key=None)
     await exporter.wait_for_metrics(
         lambda s: (
             series(s, "vastai_target_poll_errors_total", reason="auth")
@@ -387,7 +411,8 @@ async def test_reload_shortening_the_interval_wakes_waiting_targets(
 ) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     exporter = await start_exporter(
-        fast_config(fake_vast.url, endpoints=[{"id": 10}], polling={"interval": "1h"})
+        fast_config(fake_vast.url, endpoints=[{"id": 10}], polling={"interval": "1h"}),
+        "--web.enable-lifecycle",
     )
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     assert len(fake_vast.requests) == 1
