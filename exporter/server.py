@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from . import __version__
-from .exposition import MetricsCache
+from .exposition import MetricsCache, RuntimeFamilies
 from .metrics import TargetState
 from .webconfig import BasicAuth
 
@@ -63,6 +63,7 @@ class ExporterApp:
         self._auth = auth
         self._headers = headers or {}
         self._lifecycle = lifecycle
+        self._runtime = RuntimeFamilies()
         self._ready = False
 
     def build(self) -> web.Application:
@@ -91,15 +92,24 @@ class ExporterApp:
         text = f"Reload failed, running config kept: {self._redact(error)}\n"
         return web.Response(status=500, text=text)
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        """Copy cached bytes: the format and encoding the scraper asked for, nothing rendered."""
-        body, content_type, encoding = self._cache.exposition.select(
-            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """Cached bytes in the format and encoding the scraper asked for, followed by the
+        process and Python families, the only ones collected per scrape."""
+        chunks, content_type, encoding = self._cache.exposition.select(
+            request.headers.get("Accept", ""),
+            request.headers.get("Accept-Encoding", ""),
+            self._runtime.render,
         )
-        response = web.Response(body=body, headers={"Content-Type": content_type})
+        response = web.StreamResponse(headers={"Content-Type": content_type})
         if encoding:
             response.headers["Content-Encoding"] = encoding
         response.headers["Vary"] = "Accept, Accept-Encoding"
+        response.content_length = sum(len(chunk) for chunk in chunks)
+        await response.prepare(request)
+        if request.method != "HEAD":  # headers only; a StreamResponse would send the body too
+            for chunk in chunks:  # sent as they are: a large exposition is not copied again
+                await response.write(chunk)
+        await response.write_eof()
         return response
 
     async def landing(self, request: web.Request) -> web.Response:

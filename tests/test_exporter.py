@@ -8,7 +8,10 @@ import signal
 import socket
 import time
 
+import aiohttp
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
@@ -391,7 +394,39 @@ async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, start_exporter
     assert status == 200 and headers["Content-Encoding"] == "gzip"  # decoded by the client
     assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     assert body.endswith("# EOF\n") and "vastai_worker_cur_load{" in body
+    assert body.count("# EOF") == 1
     status, body, headers = await exporter.get("/metrics", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in headers
     assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "# EOF" not in body and "vastai_target_poll_errors_total{" in body
+
+
+async def test_process_and_python_metrics_in_both_formats(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    for accept in ("application/openmetrics-text;version=1.0.0", "text/plain"):
+        for encoding in ("gzip", "identity"):
+            headers = {"Accept": accept, "Accept-Encoding": encoding}
+            status, body, _ = await exporter.get("/metrics", headers=headers)
+            assert status == 200
+            if accept.startswith("application/openmetrics-text"):
+                families = {f.name: f for f in parse_openmetrics(body)}  # fails on a bad body
+                assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+            else:
+                families = {f.name: f for f in text_string_to_metric_families(body)}
+            rss = families["process_resident_memory_bytes"].samples[0].value
+            assert 10e6 < rss < 2e9
+            assert families["process_open_fds"].samples[0].value >= 3
+            started = families["process_start_time_seconds"].samples[0].value
+            assert abs(started - time.time()) < 60
+            assert "process_cpu_seconds" in families and "python_info" in families
+            assert "python_gc_objects_collected" in families
+            assert "vastai_target_up" in families
+    async with aiohttp.ClientSession() as session:  # HEAD: headers only, the connection reused
+        for _ in range(2):
+            async with session.head(exporter.base_url + "/metrics") as response:
+                assert response.status == 200 and int(response.headers["Content-Length"]) > 0
+                assert await response.read() == b""
+        async with session.get(exporter.base_url + "/metrics") as response:
+            assert "process_open_fds" in await response.text()
