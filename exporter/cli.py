@@ -40,6 +40,7 @@ log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
+ACCOUNT_READS = ("listing", "instances")  # target kinds of the periodic account reads
 SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
 SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 GIL_SWITCH_INTERVAL = 0.001
@@ -314,6 +315,7 @@ async def _serve_config(
         web_config.headers,
         options.redactor.redact,
         lifecycle=options.lifecycle,
+        settings=lambda: _settings(exporter, options),
     )
     runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
@@ -325,23 +327,33 @@ async def _serve_config(
         where = f"{listen.host or ''}:{listen.port}"
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, exporter)
+    exporter.start()
     bound = ",".join(_format_address(address) for address in runner.addresses)
+    states = exporter.states()
     fields = {
         "version": __version__,
         "listen": bound,
         "tls": tls is not None,
         "basic_auth": auth is not None,
-        "targets": len(config.targets),
+        # every target known now, the account reads (listing, instances) included; discovered
+        # ones follow the first listing, and the first-round line counts them
+        "targets": len(states),
+        "account_reads": sum(state.target.kind in ACCOUNT_READS for state in states),
         "discovery": config.discovery.enabled,
         "shard": f"{options.shard.index}/{options.shard.count}",
         "interval": f"{config.polling.interval:g}s",
         "config": config.source,
+        "lifecycle": options.lifecycle,
     }
     log.info("vastai-exporter started", extra={"fields": fields})
-    exporter.start()
     await stop.wait()
     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     log.info("shutting down")
+
+
+def _settings(exporter: Exporter, options: RunOptions) -> list[tuple[str, str]]:
+    lifecycle = "on (POST /-/reload)" if options.lifecycle else "off (--web.enable-lifecycle)"
+    return [*exporter.settings(), ("lifecycle API", lifecycle)]
 
 
 def _reload_soon(exporter: Exporter) -> None:

@@ -72,6 +72,8 @@ class TargetState:
     rate_limited_streak: int = 0
     retry_after: float | None = None
     truncated: bool = False  # more workers than polling.max_workers_per_target
+    not_ready: bool = False
+    not_ready_message: str = ""
 
     def holds_workers(self, now: float, stale_after: float) -> bool:
         """Whether this target's workers are exported: up, or down for less than stale_after.

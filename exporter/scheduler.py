@@ -1,9 +1,9 @@
 """The poll scheduler: one task per target, a shared concurrency limit, backoff on 429.
 
 Each poll replaces the target's frozen TargetState and tells the metrics cache that something
-changed. Log lines are written on state changes only (up -> down with the reason, down -> up),
-plus one summary when the first round is done, so a target that stays down does not flood the
-log.
+changed. Log lines are written on state changes only (up -> down with the reason, a new reason
+while down, down -> up), so a target that stays down does not flood the log. The summary of the
+first round, which counts the account reads too, is the service's.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._first_round_logged = False
         self._settings_changed = asyncio.Event()
 
     def states(self) -> tuple[TargetState, ...]:
@@ -119,7 +118,6 @@ class Scheduler:
         if current is not None:  # set_targets may have relabelled it while we waited
             self._states[key] = replace(outcome, target=current.target)
             self._on_change()
-            self._log_first_round()
 
     def _keep_workers(self, state: TargetState, workers: list[Worker]) -> TargetState:
         """The workers of a successful poll, at most polling.max_workers_per_target of them."""
@@ -133,16 +131,6 @@ class Scheduler:
                 extra={"fields": fields},
             )
         return replace(state, workers=tuple(workers[:cap]), truncated=truncated)
-
-    def _log_first_round(self) -> None:
-        if self._first_round_logged or not self.ready:
-            return
-        self._first_round_logged = True
-        states = self._states.values()
-        up = sum(state.up for state in states)
-        workers = sum(len(state.workers) for state in states if state.up)
-        fields = {"targets_up": up, "targets_down": len(self._states) - up, "workers": workers}
-        log.info("first poll round done", extra={"fields": fields})
 
     def _next_delay(self, state: TargetState) -> float:
         return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)
@@ -212,7 +200,8 @@ def record_success(state: TargetState, duration: float) -> TargetState:
 
 
 def record_failure(state: TargetState, error: PollError, duration: float) -> TargetState:
-    """The state after a failed poll (last-known workers kept); logs the way down."""
+    """The state after a failed poll (last-known workers kept); logs the way down, and a new
+    reason while down (after a reload fixed the URL but not the key, say)."""
     fields = {
         "kind": state.target.kind,
         "id": state.target.id,
@@ -222,7 +211,8 @@ def record_failure(state: TargetState, error: PollError, duration: float) -> Tar
     if not state.polled or state.up:
         log.warning("target down", extra={"fields": fields})
     elif state.last_error != error.reason:
-        log.debug("target still down, other reason", extra={"fields": fields})
+        fields = {**fields, "previous_reason": state.last_error}
+        log.warning("target still down, reason changed", extra={"fields": fields})
     errors = list(state.errors)
     errors[REASONS.index(error.reason)] += 1
     streak = state.rate_limited_streak + 1 if error.reason == "rate_limited" else 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
@@ -28,10 +28,15 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 <p>{reload}</p>
 <h2>Targets</h2>
 <table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
-<th>last success</th><th>last error reason</th></tr>
+<th>last success</th><th>last error reason</th><th>last error</th><th>not ready</th></tr>
 {rows}
+</table>
+<h2>Settings</h2>
+<table>
+{settings}
 </table></body></html>
 """
+MAX_MESSAGE = 200  # characters of an error message shown on the landing page
 
 
 LIFECYCLE_DISABLED = "Lifecycle API is not enabled."
@@ -42,6 +47,7 @@ RELOAD_DISABLED = (
 )
 
 Reload = Callable[[], Awaitable["str | None"]]
+Settings = Callable[[], Iterable[tuple[str, str]]]
 
 
 class ExporterApp:
@@ -56,6 +62,7 @@ class ExporterApp:
         redact: Callable[[str], str] = lambda text: text,
         *,
         lifecycle: bool = False,
+        settings: Settings = lambda: (),
     ) -> None:
         self._cache = cache
         self._reload = reload
@@ -63,6 +70,7 @@ class ExporterApp:
         self._auth = auth
         self._headers = headers or {}
         self._lifecycle = lifecycle
+        self._settings = settings
         self._runtime = RuntimeFamilies()
         self._ready = False
 
@@ -115,9 +123,17 @@ class ExporterApp:
     async def landing(self, request: web.Request) -> web.Response:
         snapshot = self._cache.snapshot
         held = snapshot.held
-        rows = "\n".join(_row(state, held.get(state.target.key, 0)) for state in snapshot.targets)
+        rows = "\n".join(
+            _row(state, held.get(state.target.key, 0), self._redact) for state in snapshot.targets
+        )
+        settings = "\n".join(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(self._redact(value))}</td></tr>"
+            for name, value in self._settings()
+        )
         reload = RELOAD_ENABLED if self._lifecycle else RELOAD_DISABLED
-        page = PAGE.format(version=html.escape(__version__), reload=reload, rows=rows)
+        page = PAGE.format(
+            version=html.escape(__version__), reload=reload, rows=rows, settings=settings
+        )
         return web.Response(text=page, content_type="text/html")
 
     async def healthy(self, request: web.Request) -> web.Response:
@@ -132,15 +148,27 @@ class ExporterApp:
         return web.Response(status=503, text="Not ready: not every target has been polled yet.\n")
 
 
-def _row(state: TargetState, workers: int) -> str:
+def _row(state: TargetState, workers: int, redact: Callable[[str], str]) -> str:
     target = state.target
     up = "up" if state.up else "down" if state.polled else "not yet polled"
     success = _ago(state.last_success)
-    error = state.last_error or ""
-    cells = (target.kind, str(target.id), target.name, up, str(workers), success, error)
+    reason = state.last_error or ""
+    message = _shorten(redact(state.last_error_message)) if state.last_error else ""
+    not_ready = ""
+    if state.not_ready:
+        detail = _shorten(redact(state.not_ready_message))
+        not_ready = f"not ready: {detail}" if detail else "not ready"
+    cells = (target.kind, str(target.id), target.name, up, str(workers), success, reason)
+    cells += (message, not_ready)
     css = ' class="down"' if state.polled and not state.up else ""
     body = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
     return f"<tr{css}>{body}</tr>"
+
+
+def _shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """One line of at most `limit` characters (redact first: a cut key would not be found)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 def _ago(timestamp: float | None) -> str:

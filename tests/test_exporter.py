@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import signal
 import socket
@@ -10,8 +11,14 @@ import time
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Target
+from exporter.exposition import MetricsCache
+from exporter.metrics import TargetState
+from exporter.server import ExporterApp
 
 from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
@@ -290,6 +297,91 @@ async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> No
     assert len({dict(k)["endpoint_id"] for k in series(samples, "vastai_worker_status")}) >= 2
     assert len({dict(k)["worker_group_id"] for k in series(samples, "vastai_worker_status")}) >= 3
     assert await exporter.stop() == 0
+
+
+async def test_a_new_failure_reason_while_down_is_one_warning(fake_vast, start_exporter) -> None:
+    fake_vast.set("endpoint", 10, failure(503, "maintenance"))
+    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_log("target down")
+    fake_vast.set("endpoint", 10, failure(401, "Unauthorized"))
+    line = await exporter.wait_for_log("reason changed")
+    assert "level=warning" in line and "id=10" in line
+    assert "previous_reason=server_error" in line and "reason=auth" in line
+    # still down for the same reason: nothing more is logged
+    await exporter.wait_for_metrics(
+        lambda s: value(s, "vastai_target_poll_errors_total", id="10", reason="auth") >= 3
+    )
+    assert len([line for line in exporter.lines if "reason changed" in line]) == 1
+    assert len([line for line in exporter.lines if "target down" in line]) == 1
+
+
+async def test_landing_page_shows_errors_and_settings_without_the_key(
+    fake_vast, start_exporter
+) -> None:
+    long_message = f"invalid api_key {API_KEY} " + "x" * 400
+    fake_vast.set("endpoint", 10, failure(400, long_message))
+    fake_vast.set("endpoint", 11, workers(worker(1)))
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10, "name": "broken"}, {"id": 11}],
+        polling={"interval": "7s"},
+        discovery={"enabled": False, "interval": "2m", "include": "^prod-"},
+        instances={"enabled": False, "interval": "45s"},
+    )
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    status, page, _ = await exporter.get("/")
+    assert status == 200 and API_KEY not in page
+    row = next(line for line in page.splitlines() if "<td>broken</td>" in line)
+    assert "<td>api_error</td>" in row and "invalid api_key &lt;redacted&gt; xxx" in row
+    message = row.split("<td>api_error</td><td>")[1].split("</td>")[0]
+    assert len(html.unescape(message)) <= 200  # shortened (by the client already, here)
+    assert f"<th>API base URL</th><td>{fake_vast.url}</td>" in page
+    assert "<th>poll interval</th><td>7s" in page
+    assert "<th>discovery</th><td>off</td>" in page and "<th>instances</th><td>off</td>" in page
+    assert "<th>not ready</th>" in page and "<th>lifecycle API</th>" in page
+
+
+async def test_landing_page_shows_not_ready_targets_shortened_and_redacted() -> None:
+    """In process: nothing in this branch sets not_ready yet; the page shows it when set."""
+    ready = TargetState(Target("endpoint", 5, "fine"), polled=True, up=True)
+    waiting = TargetState(
+        Target("endpoint", 6, "waiting"),
+        polled=True,
+        up=True,
+        not_ready=True,
+        not_ready_message=f"no worker ready (key {API_KEY}) " + "y" * 300,
+    )
+    cache = MetricsCache(lambda: (ready, waiting), 60.0, 60.0)
+    await cache.refresh()
+
+    async def reload() -> None:
+        return None
+
+    def redact(text: str) -> str:
+        return text.replace(API_KEY, "<redacted>")
+
+    app = ExporterApp(cache, reload, redact=redact, settings=lambda: [("API base URL", "u")])
+    runner = web.AppRunner(app.build())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as response,
+        ):
+            page = await response.text()
+    finally:
+        await runner.cleanup()
+    assert API_KEY not in page
+    row = next(line for line in page.splitlines() if "<td>waiting</td>" in line)
+    cell = row.split("</td>")[-2].removeprefix("<td>")
+    assert cell.startswith("not ready: no worker ready (key &lt;redacted&gt;) yyy")
+    assert cell.endswith("\u2026") and len(html.unescape(cell)) == len("not ready: ") + 200
+    fine = next(line for line in page.splitlines() if "<td>fine</td>" in line)
+    assert fine.endswith("<td></td><td></td></tr>")  # no error, not flagged
+    assert "<th>API base URL</th><td>u</td>" in page
 
 
 # --- exit codes ------------------------------------------------------------------------------
