@@ -292,6 +292,7 @@ class MetricsCache:
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
         self.account = AccountView()
         self.instances: Mapping[str, Instance] = {}
+        self.web_config_successful = True
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -317,6 +318,7 @@ class MetricsCache:
             self.reload,
             self.account,
             self.instances,
+            self.web_config_successful,
         )
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)

@@ -118,6 +118,7 @@ class Snapshot:
     taken_at: float = 0.0  # time.monotonic()
     reload: ReloadStatus = field(default_factory=ReloadStatus)
     account: AccountView = field(default_factory=lambda: AccountView())
+    web_config_successful: bool = True  # the last read of --web.config.file (True without one)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def build_snapshot(
     reload: ReloadStatus | None = None,
     account: AccountView | None = None,
     instances: Mapping[str, Instance] | None = None,
+    web_config_successful: bool = True,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -162,7 +164,7 @@ def build_snapshot(
         for row in rows.values():
             row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
-    return Snapshot(states, tuple(rows.values()), held, now, reload, account)
+    return Snapshot(states, tuple(rows.values()), held, now, reload, account, web_config_successful)
 
 
 def _instances_current(states: tuple[TargetState, ...], now: float, stale_after: float) -> bool:
@@ -246,6 +248,11 @@ class SnapshotCollector:
             "vastai_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration (re)load",
             value=reload.success_timestamp,
+        )
+        yield GaugeMetricFamily(
+            "vastai_exporter_web_config_last_reload_successful",
+            "1 if the last read of the web config file succeeded (also without one), else 0",
+            value=1 if self._snapshot.web_config_successful else 0,
         )
 
     def _account_families(self) -> Iterator[Metric]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 
@@ -58,7 +58,7 @@ class ExporterApp:
         cache: MetricsCache,
         reload: Reload,
         auth: BasicAuth | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Callable[[], Mapping[str, str]] = dict,
         redact: Callable[[str], str] = lambda text: text,
         *,
         lifecycle: bool = False,
@@ -68,7 +68,7 @@ class ExporterApp:
         self._reload = reload
         self._redact = redact
         self._auth = auth
-        self._headers = headers or {}
+        self._headers = headers  # read per response: the web config may change
         self._lifecycle = lifecycle
         self._settings = settings
         self._runtime = RuntimeFamilies()
@@ -82,12 +82,11 @@ class ExporterApp:
         app.router.add_get("/-/healthy", self.healthy)
         app.router.add_get("/-/ready", self.ready)
         app.router.add_post("/-/reload", self.reload)
-        if self._headers:
-            app.on_response_prepare.append(self._add_headers)
+        app.on_response_prepare.append(self._add_headers)
         return app
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(self._headers)
+        response.headers.update(self._headers())
 
     async def reload(self, request: web.Request) -> web.Response:
         """Re-read the config file: 200 when applied, 500 with the reason when refused; 403
