@@ -313,7 +313,10 @@ async def _serve_config(
     async def reload() -> str | None:
         """SIGHUP or POST /-/reload: the web config too, if it changed; then the config."""
         if live is not None:
-            await live.check()
+            try:
+                await live.check()
+            except Exception:  # the config reload goes ahead
+                log.exception("web config: checking for changes failed")
         return await exporter.reload()
 
     app = ExporterApp(

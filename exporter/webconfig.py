@@ -96,14 +96,10 @@ class WebConfig:
 
 def load_web_config(path: str) -> WebConfig:
     """Read and check a web config file, including that its TLS files load."""
-    document = load_yaml_file(path) or {}
-    try:
-        web_config = _parse(document, Path(path).parent)
-        if web_config.tls is not None:
-            build_ssl_context(web_config.tls)
-    except ConfigError as exc:
-        raise ConfigError(exc.detail, file=path, key=exc.key) from None
-    return web_config
+    reading = read_web_config(path)
+    if reading.web_config is None:
+        raise reading.error or ConfigError("cannot be read", file=path)
+    return reading.web_config
 
 
 def _parse(document: Any, base: Path) -> WebConfig:
@@ -324,7 +320,7 @@ class Reading:
     web_config: WebConfig | None = None
     context: ssl.SSLContext | None = None
     dummy_hash: bytes = b""
-    error: str | None = None
+    error: ConfigError | None = None
 
 
 def read_web_config(path: str) -> Reading:
@@ -334,15 +330,14 @@ def read_web_config(path: str) -> Reading:
     try:
         document = load_yaml_file(path) or {}
     except ConfigError as exc:
-        return Reading((path,), (stamp,), error=str(exc))
+        return Reading((path,), (stamp,), error=exc)
     named = _named_files(document, base)
     watched, stamps = (path, *named), (stamp, *(_stamp(name) for name in named))
     try:
         web_config = _parse(document, base)
         context = build_ssl_context(web_config.tls) if web_config.tls is not None else None
     except ConfigError as exc:
-        error = ConfigError(exc.detail, file=path, key=exc.key)
-        return Reading(watched, stamps, error=str(error))
+        return Reading(watched, stamps, error=ConfigError(exc.detail, file=path, key=exc.key))
     return Reading(watched, stamps, web_config, context, dummy_hash_for(web_config.users))
 
 
@@ -359,8 +354,8 @@ class LiveWebConfig:
 
     def __init__(self, path: str, interval: float = WATCH_INTERVAL) -> None:
         reading = read_web_config(path)
-        if reading.error is not None or reading.web_config is None:
-            raise ConfigError(reading.error or "unreadable")
+        if reading.web_config is None:
+            raise reading.error or ConfigError("cannot be read", file=path)
         self.path = path
         self.interval = interval
         self.web_config = reading.web_config
@@ -404,11 +399,11 @@ class LiveWebConfig:
         self._watched, self._stamps = reading.watched, reading.stamps
         new, error = reading.web_config, reading.error
         if new is not None and (new.tls is None) != (self.context is None):
-            error = f"{self.path}: turning TLS on or off needs a restart"
+            error = ConfigError("turning TLS on or off needs a restart", file=self.path)
         if error is not None or new is None:
             log.error(
                 "web config reload failed; keeping the last good one",
-                extra={"fields": {"error": error}},
+                extra={"fields": {"error": str(error)}},
             )
             self._set_status(False)
             return
