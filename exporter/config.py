@@ -64,6 +64,7 @@ class PollingSettings:
     concurrency: int = 8
     stale_after: float = 300.0
     max_workers_per_target: int = 10_000
+    max_requests_per_second: float = 0.0  # worker-list requests; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,13 @@ def _parse_vast(value: Any) -> VastSettings:
 
 
 def _parse_polling(value: Any) -> PollingSettings:
-    keys = {"interval", "concurrency", "stale_after", "max_workers_per_target"}
+    keys = {
+        "interval",
+        "concurrency",
+        "stale_after",
+        "max_workers_per_target",
+        "max_requests_per_second",
+    }
     section = check_mapping(value, "polling", keys)
     defaults = PollingSettings()
     return PollingSettings(
@@ -275,7 +282,22 @@ def _parse_polling(value: Any) -> PollingSettings:
         max_workers_per_target=_positive_int(
             section, "max_workers_per_target", defaults.max_workers_per_target
         ),
+        max_requests_per_second=_rate(section.get("max_requests_per_second", 0)),
     )
+
+
+def _rate(value: Any) -> float:
+    """A request rate: a finite number of requests per second, 0 (no limit) or more."""
+    key = "polling.max_requests_per_second"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"expected a number of requests per second, got {value!r}", key=key)
+    try:
+        rate = float(value)
+    except OverflowError:
+        raise ConfigError(f"too large: {value!r}", key=key) from None
+    if not math.isfinite(rate) or rate < 0:
+        raise ConfigError(f"must be 0 (no limit) or a positive number, got {value!r}", key=key)
+    return rate
 
 
 def _parse_instances(value: Any) -> InstancesSettings:

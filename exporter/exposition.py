@@ -30,6 +30,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from .metrics import (
+    DEPLOYMENT_HELP,
     INSTANCE_HELP,
     PRICE_HELP,
     STATUS_HELP,
@@ -182,10 +183,10 @@ def render(snapshot: Snapshot, openmetrics: bool, bodies: list[str] | None = Non
     if bodies is None:
         bodies = _worker_bodies(snapshot.workers)
     names = [f"vastai_worker_{metric}" for metric, _ in WORKER_FAMILIES]
-    names += ["vastai_worker_status", "vastai_worker_price_dollars_per_hour"]
-    names += ["vastai_worker_instance_info"]
+    names += ["vastai_worker_status", "vastai_worker_deployment_info"]
+    names += ["vastai_worker_price_dollars_per_hour", "vastai_worker_instance_info"]
     helps = [help_text for _, help_text in WORKER_FAMILIES]
-    helps += [STATUS_HELP, PRICE_HELP, INSTANCE_HELP]
+    helps += [STATUS_HELP, DEPLOYMENT_HELP, PRICE_HELP, INSTANCE_HELP]
     parts = []
     for name, help_text, body in zip(names, helps, bodies, strict=True):
         parts.append(_help(name, help_text, openmetrics))
@@ -217,7 +218,8 @@ def _help_text(text: str, openmetrics: bool) -> str:
 
 
 def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
-    """The sample lines of each worker family (WORKER_FAMILIES order, status, price, info)."""
+    """The sample lines of each worker family (WORKER_FAMILIES order, status, deployment,
+    price, info)."""
     # Labels sorted by name, as prometheus-client writes them: `status` sits between the two
     # endpoint labels and the two worker labels.
     heads = [
@@ -244,6 +246,14 @@ def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
         if row.worker.status is not None
     ]
     bodies.append("".join(statuses))
+    # deployment_version_id sorts before every other label.
+    deployments = [
+        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(row.worker.deployment)}",'
+        f"{head},{tail}}} 1.0\n"
+        for row, head, tail in zip(rows, heads, tails, strict=True)
+        if row.worker.deployment is not None
+    ]
+    bodies.append("".join(deployments))
     bodies.extend(_instance_bodies(rows, heads, tails))
     return bodies
 
@@ -292,6 +302,7 @@ class MetricsCache:
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
         self.account = AccountView()
         self.instances: Mapping[str, Instance] = {}
+        self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
         self.web_config_successful = True
         self._debounce = debounce
         self._changed = asyncio.Event()
@@ -318,6 +329,7 @@ class MetricsCache:
             self.reload,
             self.account,
             self.instances,
+            self.requests(),
             self.web_config_successful,
         )
         loop = asyncio.get_running_loop()

@@ -14,44 +14,25 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import __version__
 from .config import Target
-from .parsing import REASONS, WORKER_FIELDS, EndpointInfo, GroupInfo, Instance, Worker
+from .fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS, Field
+from .parsing import REASONS, EndpointInfo, GroupInfo, Instance, Worker
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
 CACHED = "cached from the last poll"
 LISTED = "cached from the last account listing"
-ENDPOINT_SETTINGS_HELP = {
-    "max_workers": "Most workers the endpoint's autoscaler may run (max_workers)",
-    "min_load": "Load the autoscaler keeps capacity for even when idle (min_load)",
-    "target_util": "Utilization the autoscaler aims for, 0 to 1 (target_util)",
-    "cold_mult": "Multiplier of capacity kept as cold workers (cold_mult)",
-    "cold_workers": "Cold (stopped, ready to start) workers the endpoint keeps (cold_workers)",
-}
-
-# metric suffix -> (HELP text, API field)
-WORKER_HELP = {
-    "cur_load": "Current load the worker receives per second (cur_load)",
-    "cur_load_rolling_avg": "Rolling average of the worker's load (cur_load_rolling_avg)",
-    "cur_perf": "Current performance of the worker, e.g. tokens per second (cur_perf)",
-    "disk_usage_bytes": "Storage used by the worker's instance in bytes (disk_usage GB x 1e9)",
-    "dlperf": "DLPerf score of the worker's instance (dlperf)",
-    "loaded_timestamp_seconds": "Unix time the worker finished loading (loaded_at)",
-    "measured_perf": "Benchmarked performance of the worker; dlperf until benchmarked",
-    "perf": "Capacity of the worker: measured_perf x reliability (perf)",
-    "reliability": "Uptime of the worker's instance, 0 to 1 (reliability)",
-    "reqs_working": "Requests the worker is processing now (reqs_working)",
-}
 
 
 # (metric suffix, HELP) of every worker gauge but status, in exposition order.
-WORKER_FAMILIES = tuple(
-    (metric, f"{WORKER_HELP[metric]}; {CACHED}.") for _, metric, _ in WORKER_FIELDS
-)
+WORKER_FAMILIES = tuple((field.metric, f"{field.help}; {CACHED}.") for field in WORKER_FIELDS)
 INSTANCE_LABELS = ("gpu_name", "num_gpus", "machine_id", "geolocation")
 LISTED_INSTANCES = "cached from the last instance list"
 PRICE_HELP = f"Price of the worker's instance in dollars per hour (dph_total); {LISTED_INSTANCES}."
 INSTANCE_HELP = f"Hardware of the worker's instance, as labels; value 1; {LISTED_INSTANCES}."
 STATUS_HELP = f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}."
+DEPLOYMENT_HELP = (
+    f"Deployment version the worker runs (deployment_version_id), as a label; value 1; {CACHED}."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +53,8 @@ class TargetState:
     rate_limited_streak: int = 0
     retry_after: float | None = None
     truncated: bool = False  # more workers than polling.max_workers_per_target
-    not_ready: bool = False
-    not_ready_message: str = ""
+    not_ready: bool = False  # the last poll answered HTTP 200 {"error_msg": ...}
+    not_ready_message: str = ""  # that message (key scrubbed)
 
     def holds_workers(self, now: float, stale_after: float) -> bool:
         """Whether this target's workers are exported: up, or down for less than stale_after.
@@ -118,6 +99,7 @@ class Snapshot:
     taken_at: float = 0.0  # time.monotonic()
     reload: ReloadStatus = field(default_factory=ReloadStatus)
     account: AccountView = field(default_factory=lambda: AccountView())
+    requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
 
 
@@ -136,6 +118,7 @@ def build_snapshot(
     reload: ReloadStatus | None = None,
     account: AccountView | None = None,
     instances: Mapping[str, Instance] | None = None,
+    requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
     web_config_successful: bool = True,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
@@ -164,7 +147,9 @@ def build_snapshot(
         for row in rows.values():
             row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
-    return Snapshot(states, tuple(rows.values()), held, now, reload, account, web_config_successful)
+    return Snapshot(
+        states, tuple(rows.values()), held, now, reload, account, requests, web_config_successful
+    )
 
 
 def _instances_current(states: tuple[TargetState, ...], now: float, stale_after: float) -> bool:
@@ -208,6 +193,15 @@ class SnapshotCollector:
             if row.worker.status is not None:
                 status.add_metric((*row.labels(), row.worker.status), 1)
         yield status
+        deployment = GaugeMetricFamily(
+            "vastai_worker_deployment_info",
+            DEPLOYMENT_HELP,
+            labels=(*WORKER_LABELS, "deployment_version_id"),
+        )
+        for row in rows:
+            if row.worker.deployment is not None:
+                deployment.add_metric((*row.labels(), row.worker.deployment), 1)
+        yield deployment
         yield from self._instance_families()
 
     def _instance_families(self) -> Iterator[Metric]:
@@ -256,7 +250,7 @@ class SnapshotCollector:
         )
 
     def _account_families(self) -> Iterator[Metric]:
-        """Endpoint settings and worker groups from the account listing (discovery)."""
+        """Endpoint and worker-group settings from the account listing (discovery)."""
         account = self._snapshot.account
         labels = ("endpoint_id", "endpoint_name")
         info = GaugeMetricFamily(
@@ -264,28 +258,29 @@ class SnapshotCollector:
             f"Endpoint known from the account listing, with its state; value 1; {LISTED}.",
             labels=(*labels, "endpoint_state"),
         )
-        settings = {
-            name: GaugeMetricFamily(
-                f"vastai_endpoint_{name}", f"{help_text}; {LISTED}.", labels=labels
-            )
-            for name, help_text in ENDPOINT_SETTINGS_HELP.items()
-        }
+        settings = _setting_families("vastai_endpoint", ENDPOINT_FIELDS, labels)
         for endpoint in account.endpoints:
             values = (str(endpoint.id), endpoint.name)
             info.add_metric((*values, endpoint.state), 1)
             for name, value in endpoint.settings.items():
                 settings[name].add_metric(values, value)
+        group_labels = ("worker_group_id", "endpoint_id", "endpoint_name")
         groups = GaugeMetricFamily(
             "vastai_worker_group_info",
-            f"Worker group known from the account listing; value 1; {LISTED}.",
-            labels=("worker_group_id", "endpoint_id", "endpoint_name"),
+            f"Worker group known from the account listing, with its template; value 1; {LISTED}.",
+            labels=(*group_labels, "template_id", "template_hash"),
         )
+        group_settings = _setting_families("vastai_worker_group", GROUP_FIELDS, group_labels)
         for group in account.groups:
             endpoint_id = "" if group.endpoint_id is None else str(group.endpoint_id)
-            groups.add_metric((str(group.id), endpoint_id, group.endpoint_name), 1)
+            values = (str(group.id), endpoint_id, group.endpoint_name)
+            groups.add_metric((*values, group.template_id, group.template_hash), 1)
+            for name, value in group.settings.items():
+                group_settings[name].add_metric(values, value)
         yield info
         yield from settings.values()
         yield groups
+        yield from group_settings.values()
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:
@@ -299,6 +294,11 @@ class SnapshotCollector:
         )
         duration = gauge(
             "vastai_target_poll_duration_seconds", "Duration of the target's last poll in seconds"
+        )
+        not_ready = gauge(
+            "vastai_target_not_ready",
+            "1 while the target's last poll answered that Vast cannot list its workers yet "
+            '(HTTP 200 {"error_msg": ...}), else 0',
         )
         errors = CounterMetricFamily(
             "vastai_target_poll_errors",
@@ -315,8 +315,30 @@ class SnapshotCollector:
             up.add_metric(labels, 1 if state.up else 0)
             if target.kind in ("endpoint", "worker_group"):  # listings carry no workers
                 workers.add_metric(labels, self._snapshot.held.get(target.key, 0))
+                not_ready.add_metric(labels, 1 if state.not_ready else 0)
             if state.last_success is not None:
                 success.add_metric(labels, state.last_success)
             if state.last_duration is not None:
                 duration.add_metric(labels, state.last_duration)
-        yield from (up, workers, success, duration, errors)
+        yield from (up, workers, not_ready, success, duration, errors)
+        requests = CounterMetricFamily(
+            "vastai_exporter_api_requests",
+            "Requests the exporter sent to Vast, by host (api: worker lists, console: account "
+            "reads), route and HTTP status code (timeout or connection when none came back)",
+            labels=("host", "path", "code"),
+        )
+        for labels, count in self._snapshot.requests:
+            requests.add_metric(labels, count)
+        yield requests
+
+
+def _setting_families(
+    prefix: str, fields: tuple[Field, ...], labels: tuple[str, ...]
+) -> dict[str, GaugeMetricFamily]:
+    """One gauge per listing field, by metric suffix, named <prefix>_<suffix>."""
+    return {
+        entry.metric: GaugeMetricFamily(
+            f"{prefix}_{entry.metric}", f"{entry.help}; {LISTED}.", labels=labels
+        )
+        for entry in fields
+    }

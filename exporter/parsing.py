@@ -7,9 +7,10 @@ nulls anywhere. Everything here is forgiving about a single field and strict abo
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from .fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS, Field, parse_number
 
 # Every way a poll can fail; one of these is the `reason` label of the errors counter.
 REASONS = (
@@ -21,20 +22,6 @@ REASONS = (
     "connection",
     "api_error",
     "invalid_response",
-)
-
-# API field -> (metric suffix after `vastai_worker_`, scale to base units).
-WORKER_FIELDS: tuple[tuple[str, str, float], ...] = (
-    ("cur_load", "cur_load", 1.0),
-    ("cur_load_rolling_avg", "cur_load_rolling_avg", 1.0),
-    ("cur_perf", "cur_perf", 1.0),
-    ("disk_usage", "disk_usage_bytes", 1e9),
-    ("dlperf", "dlperf", 1.0),
-    ("loaded_at", "loaded_timestamp_seconds", 1.0),
-    ("measured_perf", "measured_perf", 1.0),
-    ("perf", "perf", 1.0),
-    ("reliability", "reliability", 1.0),
-    ("reqs_working", "reqs_working", 1.0),
 )
 
 MAX_MESSAGE_CHARS = 200
@@ -51,6 +38,19 @@ class PollError(Exception):
         self.retry_after = retry_after
 
 
+class NotReady(Exception):
+    """HTTP 200 with `{"error_msg": ...}`: Vast cannot list this target's workers yet.
+
+    Vast's SDK (vast-cli vastai/serverless/client/client.py, get_endpoint_workers) treats it as
+    an empty list: "Endpoint may not be ready for query. Check credentials or wait a few
+    minutes". A fresh or scaled-from-zero endpoint answers so; it is not an outage.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class Worker:
     """One worker as reported by one target: its id, lower-cased status and numeric figures."""
@@ -58,22 +58,7 @@ class Worker:
     id: str
     status: str | None
     values: dict[str, float]
-
-
-def parse_number(value: Any) -> float | None:
-    """A finite float from a JSON number or numeric string; None for anything else.
-
-    Null, booleans, NaN, infinities and numbers too large for a float are all "not a usable
-    number": the field's series is dropped rather than exported as a value that would poison
-    every sum, average and alert built on it.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
+    deployment: str | None = None  # deployment_version_id, when not null
 
 
 def parse_worker_id(value: Any) -> str | None:
@@ -85,18 +70,18 @@ def parse_worker_id(value: Any) -> str | None:
 
 
 def parse_worker(raw: dict[str, Any]) -> Worker | None:
-    """A Worker from one object of the list; None when it has no usable id."""
+    """A Worker from one object of the list; None when it has no usable id.
+
+    Only the fields of WORKER_FIELDS, `status` and `deployment_version_id` are read: `url`
+    (an address) and anything else the object carries are never kept.
+    """
     worker_id = parse_worker_id(raw.get("id"))
     if worker_id is None:
         return None
     status = raw.get("status")
     status = clean_text(status).lower() if isinstance(status, str) and status.strip() else None
-    values: dict[str, float] = {}
-    for field, metric, scale in WORKER_FIELDS:
-        number = parse_number(raw.get(field))
-        if number is not None:
-            values[metric] = number * scale
-    return Worker(worker_id, status, values)
+    deployment = _label_number(raw.get("deployment_version_id")) or None
+    return Worker(worker_id, status, read_fields(raw, WORKER_FIELDS), deployment)
 
 
 def decode_json(body: bytes, quote: bool = True) -> Any:
@@ -116,9 +101,14 @@ def decode_json(body: bytes, quote: bool = True) -> Any:
 def parse_workers_payload(payload: Any) -> list[Worker]:
     """Workers from a decoded 200 response: a bare list or {"workers": [...]}.
 
-    `{"error_msg": ...}` with HTTP 200 is what Vast sends while workers load: an api_error.
+    `{"error_msg": ...}` raises NotReady (see there). A bare JSON string is how Vast's OpenAPI
+    documents a refused key or an unknown target, with HTTP 200: a PollError by its text.
     """
+    if isinstance(payload, str):
+        raise string_error(payload)
     if isinstance(payload, dict):
+        if "error_msg" in payload:  # as the SDK tests it: the key, whatever its value
+            raise NotReady(shorten(str(payload["error_msg"])) or "no message")
         message = error_message(payload)
         if message is not None:
             raise PollError("api_error", message)
@@ -146,6 +136,19 @@ def error_message(payload: dict[str, Any]) -> str | None:
         text = payload.get("msg") or payload.get("error") or "request failed (success: false)"
         return shorten(str(text))
     return None
+
+
+def string_error(text: str) -> PollError:
+    """Classify an error sent as a bare JSON string, such as Vast's documented
+    "authenticate_endpoint_apikey: invalid api_key or endpoint vLLM-Qwen3-8B not found"."""
+    lowered = text.lower()
+    if any(word in lowered for word in ("invalid api_key", "unauthorized", "forbidden")):
+        reason = "auth"
+    elif "not found" in lowered:
+        reason = "not_found"
+    else:
+        reason = "api_error"
+    return PollError(reason, shorten(text) or "empty error string")
 
 
 def body_message(body: bytes) -> str:
@@ -183,9 +186,6 @@ def _kind(value: Any) -> str:
 
 # --- account listings (console host) ------------------------------------------------------
 
-# Endpoint settings exported as vastai_endpoint_<name>.
-ENDPOINT_SETTINGS = ("max_workers", "min_load", "target_util", "cold_mult", "cold_workers")
-
 
 @dataclass(frozen=True, slots=True)
 class EndpointInfo:
@@ -194,7 +194,7 @@ class EndpointInfo:
     id: int
     name: str
     state: str
-    settings: dict[str, float]
+    settings: dict[str, float]  # metric suffix (ENDPOINT_FIELDS) -> value
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +204,9 @@ class GroupInfo:
     id: int
     endpoint_id: int | None
     endpoint_name: str
+    template_id: str = ""
+    template_hash: str = ""
+    settings: dict[str, float] = field(default_factory=dict)  # GROUP_FIELDS metric -> value
 
 
 def parse_results(payload: Any, key: str) -> list[dict[str, Any]]:
@@ -224,19 +227,24 @@ def parse_endpoints(payload: Any) -> list[EndpointInfo]:
         endpoint_id = parse_worker_id(item.get("id"))
         if endpoint_id is None:
             continue
-        settings = {}
-        for name in ENDPOINT_SETTINGS:
-            number = parse_number(item.get(name))
-            if number is not None:
-                settings[name] = number
         state = item.get("endpoint_state")
         endpoints[int(endpoint_id)] = EndpointInfo(
             int(endpoint_id),
             _text(item.get("endpoint_name")),
             clean_text(state).lower() if isinstance(state, str) else "",
-            settings,
+            read_fields(item, ENDPOINT_FIELDS),
         )
     return list(endpoints.values())
+
+
+def read_fields(item: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, float]:
+    """Metric suffix -> value of every field of `fields` the object has as a usable number."""
+    values = {}
+    for entry in fields:
+        number = entry.convert(item.get(entry.api))
+        if number is not None:
+            values[entry.metric] = number
+    return values
 
 
 def parse_worker_groups(payload: Any) -> list[GroupInfo]:
@@ -250,6 +258,9 @@ def parse_worker_groups(payload: Any) -> list[GroupInfo]:
             int(group_id),
             int(endpoint_id) if endpoint_id is not None else None,
             _text(item.get("endpoint_name")),
+            _label_number(item.get("template_id")),
+            _text(item.get("template_hash")),
+            read_fields(item, GROUP_FIELDS),
         )
     return list(groups.values())
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from .config import PollingSettings, Target
 from .metrics import TargetState
-from .parsing import REASONS, PollError, Worker
+from .parsing import REASONS, NotReady, PollError, Worker
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,21 @@ class Scheduler:
     async def poll(self, key: str) -> None:
         """Poll one target once and record the outcome; no exception ends a target's polling."""
         state = self._states[key]
-        outcome, workers = await attempt(state, lambda: self._fetch(state.target))
-        if workers is not None:
-            outcome = self._keep_workers(outcome, workers)
+        outcome, result = await attempt(state, lambda: self._fetch_or_not_ready(state.target))
+        if result is not None:
+            workers, not_ready = result
+            outcome = note_readiness(self._keep_workers(outcome, workers), state, not_ready)
         current = self._states.get(key)
         if current is not None:  # set_targets may have relabelled it while we waited
             self._states[key] = replace(outcome, target=current.target)
             self._on_change()
+
+    async def _fetch_or_not_ready(self, target: Target) -> tuple[list[Worker], str | None]:
+        """The target's workers, or none and Vast's message while it is not ready yet."""
+        try:
+            return await self._fetch(target), None
+        except NotReady as exc:
+            return [], exc.message
 
     def _keep_workers(self, state: TargetState, workers: list[Worker]) -> TargetState:
         """The workers of a successful poll, at most polling.max_workers_per_target of them."""
@@ -176,6 +184,22 @@ async def attempt(
     return record_success(state, time.monotonic() - started), result
 
 
+def note_readiness(new: TargetState, old: TargetState, message: str | None) -> TargetState:
+    """A successful poll's state with its not-ready message; logs entering and leaving."""
+    fields: dict[str, object] = {"kind": new.target.kind, "id": new.target.id}
+    if message is not None and not old.not_ready:
+        log.info(
+            "target not ready: Vast cannot list its workers yet (check the key's scope and "
+            "the endpoint if this lasts)",
+            extra={"fields": {**fields, "message": message}},
+        )
+    elif message is None and old.not_ready:
+        log.info("target ready", extra={"fields": fields})
+    if message is None:
+        return new
+    return replace(new, not_ready=True, not_ready_message=message)
+
+
 def record_success(state: TargetState, duration: float) -> TargetState:
     """The state after a successful poll; logs the way back up."""
     now = time.time()
@@ -196,6 +220,8 @@ def record_success(state: TargetState, duration: float) -> TargetState:
         last_error_message="",
         rate_limited_streak=0,
         retry_after=None,
+        not_ready=False,
+        not_ready_message="",
     )
 
 
@@ -227,4 +253,6 @@ def record_failure(state: TargetState, error: PollError, duration: float) -> Tar
         errors=tuple(errors),
         rate_limited_streak=streak,
         retry_after=error.retry_after,
+        not_ready=False,
+        not_ready_message="",
     )

@@ -28,7 +28,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.down{{color:#b0
 <p>{reload}</p>
 <h2>Targets</h2>
 <table><tr><th>kind</th><th>id</th><th>name</th><th>up</th><th>workers</th>
-<th>last success</th><th>last error reason</th><th>last error</th><th>not ready</th></tr>
+<th>last success</th><th>last error reason</th><th>message</th></tr>
 {rows}
 </table>
 <h2>Settings</h2>
@@ -150,15 +150,13 @@ class ExporterApp:
 def _row(state: TargetState, workers: int, redact: Callable[[str], str]) -> str:
     target = state.target
     up = "up" if state.up else "down" if state.polled else "not yet polled"
-    success = _ago(state.last_success)
-    reason = state.last_error or ""
-    message = _shorten(redact(state.last_error_message)) if state.last_error else ""
-    not_ready = ""
     if state.not_ready:
-        detail = _shorten(redact(state.not_ready_message))
-        not_ready = f"not ready: {detail}" if detail else "not ready"
-    cells = (target.kind, str(target.id), target.name, up, str(workers), success, reason)
-    cells += (message, not_ready)
+        up = "up, not ready"
+    success = _ago(state.last_success)
+    error = state.last_error or ""
+    # the last error, or why Vast cannot list the workers yet; key scrubbed before it is cut
+    message = _shorten(redact(state.not_ready_message or state.last_error_message))
+    cells = (target.kind, str(target.id), target.name, up, str(workers), success, error, message)
     css = ' class="down"' if state.polled and not state.up else ""
     body = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
     return f"<tr{css}>{body}</tr>"

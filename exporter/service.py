@@ -22,6 +22,7 @@ from .exposition import MetricsCache
 from .metrics import AccountView, ReloadStatus, TargetState
 from .parsing import Instance, Worker
 from .scheduler import Scheduler
+from .traffic import RequestCounter, TokenBucket
 from .vast import Account, VastClient, create_session
 
 log = logging.getLogger("exporter")
@@ -50,11 +51,14 @@ class Exporter:
         self._config_path = config_path
         self._on_new_key = on_new_key
         self._session = create_session(config.polling.concurrency)
+        self._requests = RequestCounter()
+        self._pacer = TokenBucket(config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
         self.cache = MetricsCache(self.states, polling.stale_after, _refresh_every(config))
+        self.cache.requests = self._requests.snapshot
         self.scheduler = Scheduler(self._fetch, polling, self._on_change)
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -121,6 +125,7 @@ class Exporter:
         ):
             self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
+        self._pacer.set_rate(config.polling.max_requests_per_second)
         self.scheduler.update_polling(config.polling)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
@@ -255,6 +260,8 @@ class Exporter:
             vast.max_response_bytes,
             console_url=vast.console_url,
             known_paths=known_paths,
+            counter=self._requests,
+            pacer=self._pacer,
         )
 
     async def _fetch(self, target: Target) -> list[Worker]:

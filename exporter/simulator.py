@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +31,9 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 FLAKY_GROUP_ID = 1004
+FRESH_ENDPOINT_ID = 104  # created with the simulation: not ready for its first FRESH_SECONDS
+FRESH_SECONDS = 30.0
+OBJECT_SHAPE_GROUP_ID = 1001  # answers in the documented {"workers": [...]} shape
 USER_ID = 424242
 DAY_SECONDS = 600.0  # one simulated "day" of load, compressed so a demo shows a full cycle
 _MAX_CATCH_UP = 3600  # steps; after a longer gap the simulation resumes as if it had paused
@@ -82,6 +86,7 @@ class _GroupSpec:
     template_id: int
     created_at: float
     cold: int = 0  # stopped (inactive) workers kept for fast scale-up
+    fresh: bool = False  # created with the simulation: no workers before FRESH_SECONDS
 
 
 _ENDPOINTS: tuple[_EndpointSpec, ...] = (
@@ -103,6 +108,12 @@ _ENDPOINTS: tuple[_EndpointSpec, ...] = (
          "cold_workers": 0, "max_workers": 4, "max_queue_time": 15.0,
          "target_queue_time": 5.0, "inactivity_timeout": 900},
     ),
+    _EndpointSpec(
+        FRESH_ENDPOINT_ID, "qwen3-8b", 2400.0, 3.0, 60.0, 3.0, "2026-11-27T09:00:00Z",
+        {"min_load": 100, "min_cold_load": 50, "target_util": 0.9, "cold_mult": 2.0,
+         "cold_workers": 0, "max_workers": 6, "max_queue_time": 30.0,
+         "target_queue_time": 10.0, "inactivity_timeout": 300},
+    ),
 )  # fmt: skip
 
 _GROUPS: tuple[_GroupSpec, ...] = (
@@ -114,6 +125,9 @@ _GROUPS: tuple[_GroupSpec, ...] = (
                298877, 1719852090.0),
     _GroupSpec(FLAKY_GROUP_ID, 103, 3, ("RTX 3090", "RTX 4090"), 1, 24, 4.2, (6, 14), "ready",
                None, 301502, 1726128300.0),
+    # The fresh endpoint's group: no worker until FRESH_SECONDS, then cold starts of 20-40 s.
+    _GroupSpec(1005, FRESH_ENDPOINT_ID, 2, ("RTX 4090",), 1, 24, 38.0, (20, 40), "ready", 1,
+               312001, 1764234000.0, fresh=True),
 )  # fmt: skip
 
 # name -> (DLPerf per GPU range, dollars per hour per GPU range)
@@ -238,6 +252,15 @@ class Simulation:
         members = [w for w in self._workers if w.group.id == group_id]
         return [self._payload(w, group_level=True) for w in members]
 
+    def group_endpoint(self, group_id: int) -> int:
+        return next(g.endpoint_id for g in _GROUPS if g.id == group_id)
+
+    def not_ready(self, endpoint_id: int) -> str | None:
+        """Vast's answer while a fresh endpoint's workers cannot be listed yet, else None."""
+        if endpoint_id != FRESH_ENDPOINT_ID or self._clock() - self._t0 >= FRESH_SECONDS:
+            return None
+        return f"authenticate_endpoint_apikey_by_id: endpoint {endpoint_id} has no workers yet"
+
     def group_fault(self, group_id: int) -> Fault | None:
         """Roll whether this request to a worker group fails; only the flaky group ever does."""
         if not self.flaky or group_id != FLAKY_GROUP_ID:
@@ -250,7 +273,7 @@ class Simulation:
             return Fault(500, text="500 Internal Server Error\n\nServer got itself in trouble")
         if form == 1:
             return Fault(429, text="API requests too frequent, please slow down")
-        return Fault(200, payload={"error_msg": "workers are still loading, try again later"})
+        return Fault(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Endpoint records as GET /api/v0/endptjobs/ lists them."""
@@ -326,6 +349,8 @@ class Simulation:
     def _populate(self, t: float) -> None:
         """Start mid-day: mostly serving workers, a couple still loading, the cold ones stopped."""
         for g in _GROUPS:
+            if g.fresh:
+                continue
             for i in range(g.size):
                 low = g.id == FLAKY_GROUP_ID and i == 0
                 w = self._new_worker(g, t - self._rng.uniform(900, 30000), low_reliability=low)
@@ -471,6 +496,8 @@ class Simulation:
     def _replenish(self, t: float) -> None:
         """Like the autoscaler, replace workers that are leaving with brand-new instances."""
         for g in _GROUPS:
+            if g.fresh and t - self._t0 < FRESH_SECONDS:
+                continue
             staying = sum(
                 1 for w in self._workers if w.group.id == g.id and w.state not in _LEAVING
             )
@@ -561,6 +588,12 @@ class Simulation:
             del d["loaded_at"]
         if group_level and w.measured_perf is None:
             del d["measured_perf"], d["perf"]
+        if w.group.id == OBJECT_SHAPE_GROUP_ID:
+            # As get_autogroup_workers.yaml documents it: an ISO-8601 created_at and a url
+            # (an address from the documentation range; the exporter must not export it).
+            created = datetime.fromtimestamp(w.started_at - 2.0, UTC)
+            d["created_at"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+            d["url"] = f"http://198.51.100.{w.id % 250 + 1}:{20000 + w.id % 10000}"
         return self._apply_quirk(w, d)
 
     @staticmethod
@@ -634,10 +667,15 @@ async def _endpoint_workers(request: web.Request) -> web.Response:
     ident = await _read_id(request)
     if isinstance(ident, web.Response):
         return ident
-    workers = request.app[_SIM_KEY].endpoint_workers(ident)
+    sim = request.app[_SIM_KEY]
+    workers = sim.endpoint_workers(ident)
     if workers is None:
+        # get_endpoint_workers.yaml: HTTP 200 whose body is a bare JSON string.
         msg = f"authenticate_endpoint_apikey: invalid api_key or endpoint {ident} not found"
-        return _text(400, msg)
+        return web.json_response(msg)
+    not_ready = sim.not_ready(ident)
+    if not_ready is not None:
+        return web.json_response({"error_msg": not_ready})
     return web.json_response(workers)
 
 
@@ -648,11 +686,16 @@ async def _group_workers(request: web.Request) -> web.Response:
     sim = request.app[_SIM_KEY]
     workers = sim.group_workers(ident)
     if workers is None:
-        msg = f"authenticate_autogroup_apikey: invalid api_key or autogroup {ident} not found"
-        return _text(400, msg)
+        # get_autogroup_workers.yaml: HTTP 200 whose body is a bare JSON string.
+        msg = f"authenticate_workergroup_apikey: invalid api_key or workergroup {ident} not found"
+        return web.json_response(msg)
+    not_ready = sim.not_ready(sim.group_endpoint(ident))
+    if not_ready is not None:
+        return web.json_response({"error_msg": not_ready})
     fault = sim.group_fault(ident)
     if fault is None:
-        return web.json_response({"workers": workers})
+        shaped = {"workers": workers} if ident == OBJECT_SHAPE_GROUP_ID else workers
+        return web.json_response(shaped)
     if fault.payload is not None:
         return web.json_response(fault.payload, status=fault.status)
     return _text(fault.status, fault.text or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import re
 import time
 import urllib.parse
@@ -26,6 +27,7 @@ from .parsing import (
     EndpointInfo,
     GroupInfo,
     Instance,
+    NotReady,
     PollError,
     Worker,
     body_message,
@@ -34,7 +36,9 @@ from .parsing import (
     parse_instances,
     parse_worker_groups,
     parse_workers_payload,
+    string_error,
 )
+from .traffic import RequestCounter, TokenBucket
 
 T = TypeVar("T")
 
@@ -89,6 +93,8 @@ class VastClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         console_url: str = "https://console.vast.ai",
         known_paths: dict[tuple[str, ...], str] | None = None,
+        counter: RequestCounter | None = None,
+        pacer: TokenBucket | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
@@ -100,6 +106,8 @@ class VastClient:
         # client after a reload so it does not learn it again.
         self.known_paths: dict[tuple[str, ...], str] = {} if known_paths is None else known_paths
         self._proxies = {url: proxy_for(url) for url in (self._api_url, self._console_url)}
+        self._counter = counter or RequestCounter()
+        self._pacer = pacer  # worker-list requests only (polling.max_requests_per_second)
 
     async def fetch_workers(self, target: Target) -> list[Worker]:
         """The target's workers."""
@@ -127,7 +135,7 @@ class VastClient:
 
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
-        """Re-raise a PollError whose message echoes the key with the key redacted."""
+        """Re-raise a PollError (or NotReady) whose message echoes the key with the key redacted."""
         try:
             yield
         except PollError as exc:
@@ -135,9 +143,13 @@ class VastClient:
                 message = exc.message.replace(self._api_key, REDACTED)
                 raise PollError(exc.reason, message, exc.retry_after) from None
             raise
+        except NotReady as exc:
+            if self._api_key in exc.message:
+                raise NotReady(exc.message.replace(self._api_key, REDACTED)) from None
+            raise
 
     async def _get_listing(self, path: str, parse: Callable[[Any], T]) -> T:
-        status, headers, body = await self._request("GET", self._console_url + path)
+        status, headers, body = await self._request("GET", "console", path)
         if path == LISTING_ENDPOINTS_PATH and status == 400 and b"No endpoints" in body:
             return parse({"results": []})  # how Vast says "this account has no endpoints"
         if not 200 <= status < 300:
@@ -165,34 +177,47 @@ class VastClient:
         raise AssertionError("unreachable: the last path either returns or raises")
 
     async def _fetch(self, path: str, target_id: int) -> list[Worker]:
-        status, headers, body = await self._request("POST", self._api_url + path, {"id": target_id})
+        status, headers, body = await self._request("POST", "api", path, {"id": target_id})
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         return await _parse_off_loop(lambda: parse_body(body), len(body))
 
     async def _request(
-        self, method: str, url: str, payload: dict[str, Any] | None = None
+        self, method: str, host: str, path: str, payload: dict[str, Any] | None = None
     ) -> tuple[int, Any, bytes]:
+        """One request to `host` ("api": worker lists, paced; "console": account reads),
+        counted by its route (the path without query) and status code."""
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
-        base = self._api_url if url.startswith(self._api_url) else self._console_url
+        base = self._api_url if host == "api" else self._console_url
+        if host == "api" and self._pacer is not None:
+            await self._pacer.acquire()
+        code: str | None = "connection"
         try:
             async with self._session.request(
                 method,
-                url,
+                base + path,
                 json=payload,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 proxy=self._proxies[base],
             ) as response:
+                code = str(response.status)
                 body = await self._read_capped(response)
                 return response.status, response.headers, body
         except TimeoutError:
+            code = "timeout" if code == "connection" else code
             raise PollError("timeout", f"no answer within {self._timeout.total:g}s") from None
         except aiohttp.ClientResponseError as exc:  # not HTTP: bad status line, huge headers
             raise PollError("invalid_response", f"malformed HTTP answer: {exc.message}") from None
         except aiohttp.ClientError as exc:
             raise PollError("connection", f"{type(exc).__name__}: {exc}") from None
+        except asyncio.CancelledError:  # the poll was stopped (reload, shutdown): no outcome
+            code = None
+            raise
+        finally:
+            if code is not None:
+                self._counter.count(host, urllib.parse.urlsplit(path).path, code)
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body, refusing (without buffering) anything past max_response_bytes."""
@@ -232,8 +257,20 @@ def _status_error(status: int, headers: Any, body: bytes) -> PollError:
     if status >= 500:
         return PollError("server_error", message)
     if 400 <= status < 500:
+        text = _json_string(body)
+        if text is not None:  # Vast's documented error form, a bare string: classify its words
+            error = string_error(text)
+            return PollError(error.reason, f"HTTP {status}: {error.message}")
         return PollError("api_error", message)
     return PollError("invalid_response", f"unexpected HTTP {status}")
+
+
+def _json_string(body: bytes) -> str | None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return payload if isinstance(payload, str) else None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -13,6 +13,7 @@ import yaml
 
 from .fakevast import FakeVast
 from .harness import API_KEY, ExporterProcess, base_env
+from .inprocess import InProcessExporter
 
 
 def require_binary(name: str) -> str:
@@ -67,3 +68,22 @@ async def start_exporter(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         process.kill()
         if process.proc is not None:
             await process.wait()
+
+
+@pytest.fixture
+async def run_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Any]]:
+    monkeypatch.setenv("VAST_API_KEY", API_KEY)  # where a reload finds the key
+    started: list[InProcessExporter] = []
+
+    async def run(config: dict[str, Any]) -> InProcessExporter:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        exporter = await InProcessExporter(path).start()
+        started.append(exporter)
+        return exporter
+
+    yield run
+    for exporter in started:
+        await exporter.close()

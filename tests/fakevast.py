@@ -59,7 +59,6 @@ FAILURES: dict[str, tuple[Behaviour, str]] = {
     "429": (failure(429, "API requests too frequent endpoint threshold=3.0"), "rate_limited"),
     "500": (failure(500, "Internal Server Error"), "server_error"),
     "502-html": (failure(502, "<html><body>Bad Gateway</body></html>"), "server_error"),
-    "error_msg-200": (failure(200, {"error_msg": "workers are loading"}), "api_error"),
     "400-json": (failure(400, {"error_msg": "bad id"}), "api_error"),
     "400-text": (
         failure(400, "authenticate_endpoint_apikey: invalid api_key or endpoint x not found"),
@@ -69,7 +68,13 @@ FAILURES: dict[str, tuple[Behaviour, str]] = {
     "truncated-json": (failure(200, b'[{"id": 1, "cur_load": 0.'), "invalid_response"),
     "wrong-type": (failure(200, {"workers": "none"}), "invalid_response"),
     "list-of-numbers": (failure(200, [1, 2, 3]), "invalid_response"),
-    "string-json": (failure(200, b'"just a string"'), "invalid_response"),
+    "string-json": (failure(200, b'"just a string"'), "api_error"),
+    # Vast's OpenAPI (get_endpoint_workers.yaml): HTTP 200 whose body is a bare JSON string.
+    "string-json-auth": (
+        failure(200, b'"authenticate_endpoint_apikey: invalid api_key or endpoint x not found"'),
+        "auth",
+    ),
+    "string-json-400-not-found": (failure(400, b'"workergroup 12 not found"'), "not_found"),
     "hang-up": (Behaviour(hang_up=True), "connection"),
 }
 

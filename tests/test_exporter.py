@@ -70,7 +70,7 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter)
     assert value(samples, "vastai_worker_cur_load", worker_id="3") == 7.0
     assert value(samples, "vastai_worker_status", worker_id="2", status="ready") == 1.0
     assert series(samples, "vastai_worker_reliability", worker_id="4") == {}
-    assert value(samples, "vastai_worker_disk_usage_bytes", worker_id="1") == 30e9
+    assert value(samples, "vastai_worker_disk_usage_bytes", worker_id="1") == 30 * 2**30
     assert value(samples, "vastai_target_up", kind="endpoint", id="10", name="chat") == 1.0
     assert value(samples, "vastai_target_workers", kind="worker_group", id="20") == 2.0
     assert value(samples, "vastai_exporter_build_info", version="0.1.0") == 1.0
@@ -247,7 +247,7 @@ async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None
 
 async def test_the_key_never_leaks(fake_vast, start_exporter, tmp_path) -> None:
     fake_vast.set("endpoint", 10, failure(400, f"invalid api_key {API_KEY}"))
-    fake_vast.set("endpoint", 11, failure(200, {"error_msg": f"key {API_KEY} not allowed"}))
+    fake_vast.set("endpoint", 11, failure(400, {"error_msg": f"key {API_KEY} not allowed"}))
     fake_vast.set("endpoint", 12, workers(worker(1)))
     key_file = tmp_path / "key"
     key_file.write_text(API_KEY + "\n")
@@ -339,7 +339,7 @@ async def test_landing_page_shows_errors_and_settings_without_the_key(
     assert f"<th>API base URL</th><td>{fake_vast.url}</td>" in page
     assert "<th>poll interval</th><td>7s" in page
     assert "<th>discovery</th><td>off</td>" in page and "<th>instances</th><td>off</td>" in page
-    assert "<th>not ready</th>" in page and "<th>lifecycle API</th>" in page
+    assert "<th>message</th>" in page and "<th>lifecycle API</th>" in page
 
 
 async def test_landing_page_shows_not_ready_targets_shortened_and_redacted() -> None:
@@ -376,9 +376,10 @@ async def test_landing_page_shows_not_ready_targets_shortened_and_redacted() -> 
         await runner.cleanup()
     assert API_KEY not in page
     row = next(line for line in page.splitlines() if "<td>waiting</td>" in line)
+    assert "<td>up, not ready</td>" in row
     cell = row.split("</td>")[-2].removeprefix("<td>")
-    assert cell.startswith("not ready: no worker ready (key &lt;redacted&gt;) yyy")
-    assert cell.endswith("\u2026") and len(html.unescape(cell)) == len("not ready: ") + 200
+    assert cell.startswith("no worker ready (key &lt;redacted&gt;) yyy")
+    assert cell.endswith("\u2026") and len(html.unescape(cell)) == 200
     fine = next(line for line in page.splitlines() if "<td>fine</td>" in line)
     assert fine.endswith("<td></td><td></td></tr>")  # no error, not flagged
     assert "<th>API base URL</th><td>u</td>" in page

@@ -7,6 +7,7 @@ from pathlib import Path
 from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
+from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS
 from exporter.metrics import TargetState, build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 
@@ -100,7 +101,7 @@ def test_status_series_and_missing_fields() -> None:
     [status_labels] = series(samples, "vastai_worker_status")
     assert dict(status_labels)["status"] == "model_loading"
     assert series(samples, "vastai_worker_cur_load") == {}
-    assert series(samples, "vastai_worker_disk_usage_bytes").popitem()[1] == 30e9
+    assert series(samples, "vastai_worker_disk_usage_bytes").popitem()[1] == 30 * 2**30
 
 
 def test_target_series_and_zeroed_error_counters() -> None:
@@ -129,10 +130,10 @@ def test_help_texts_say_the_data_is_cached() -> None:
     listed = [
         line
         for line in helps
-        if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_info"))
+        if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
     ]
     priced = [line for line in polled if "price_dollars" in line or "instance_info" in line]
-    assert len(polled) == 19 and len(listed) == 7 and len(priced) == 2
+    assert len(polled) == 28 and len(listed) == 13 and len(priced) == 2
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -143,11 +144,30 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW)).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 29
+    assert len(names) == 43
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
     assert {name for name in names if f"`{name}`" not in readme} == set()
+
+
+def test_readme_unit_table_follows_the_field_declarations() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    tables = (
+        ("vastai_worker_", WORKER_FIELDS),
+        ("vastai_endpoint_", ENDPOINT_FIELDS),
+        ("vastai_worker_group_", GROUP_FIELDS),
+    )
+    expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
+    rows = [line for line in readme.splitlines() if line in expected]
+    assert rows == expected
+    for prefix, fields in tables:
+        for field in fields:  # and each has its line in the metrics table
+            name = f"`{prefix}{field.metric}`"
+            assert any(
+                line.startswith(f"| {name} |") and f"`{field.api}`" in line
+                for line in readme.splitlines()
+            ), name
 
 
 def test_the_endpoint_target_beats_a_group_configured_endpoint() -> None:

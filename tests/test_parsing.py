@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.parsing import PollError, body_message, decode_json, parse_workers_payload
+from exporter.parsing import (
+    NotReady,
+    PollError,
+    body_message,
+    decode_json,
+    parse_workers_payload,
+)
 
 from .fakevast import worker
 
@@ -22,7 +28,7 @@ def test_fields_are_converted_to_base_units() -> None:
         "cur_load": 150.0,
         "cur_load_rolling_avg": 50.0,
         "cur_perf": 80.0,
-        "disk_usage_bytes": 30e9,
+        "disk_usage_bytes": 30 * 2**30,
         "dlperf": 105.87206734930771,
         "loaded_timestamp_seconds": 1724275993.997,
         "measured_perf": 105.87206734930771,
@@ -49,7 +55,7 @@ def test_loose_fields_drop_only_themselves() -> None:
     assert parsed.values["cur_load"] == 12.5
     for dropped in ("reliability", "perf", "reqs_working", "dlperf", "cur_perf"):
         assert dropped not in parsed.values
-    assert parsed.values["disk_usage_bytes"] == 30e9
+    assert parsed.values["disk_usage_bytes"] == 30 * 2**30
 
 
 @pytest.mark.parametrize("bad_id", [None, "abc", 1.5, True, -3, {"x": 1}, ""])
@@ -73,14 +79,20 @@ def test_empty_list_is_a_valid_answer() -> None:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ({"error_msg": "workers loading"}, "api_error"),
         ({"success": False, "error": "x", "msg": "bad key"}, "api_error"),
         ({"error": "boom"}, "api_error"),
         ({"workers": "none"}, "invalid_response"),
         ({"data": []}, "invalid_response"),
         ([1, 2], "invalid_response"),
         ([worker(1), None], "invalid_response"),
-        ("text", "invalid_response"),
+        ("text", "api_error"),
+        (
+            "authenticate_endpoint_apikey: invalid api_key or endpoint vLLM-Qwen3-8B not found",
+            "auth",
+        ),
+        ("Unauthorized", "auth"),
+        ("request FORBIDDEN", "auth"),
+        ("workergroup 12345 not found", "not_found"),
         (None, "invalid_response"),
         (3, "invalid_response"),
     ],
@@ -91,10 +103,74 @@ def test_bad_payloads_are_classified(payload: object, reason: str) -> None:
     assert caught.value.reason == reason
 
 
-def test_error_msg_text_is_kept_short() -> None:
-    with pytest.raises(PollError) as caught:
-        parse_workers_payload({"error_msg": "x" * 5000})
+def test_error_msg_with_http_200_is_not_ready_not_an_error() -> None:
+    with pytest.raises(NotReady) as caught:
+        parse_workers_payload({"error_msg": "Endpoint not ready " + "x" * 5000})
+    assert caught.value.message.startswith("Endpoint not ready")
     assert len(caught.value.message) <= 200
+
+
+def test_a_bare_string_error_keeps_its_text_short() -> None:
+    with pytest.raises(PollError) as caught:
+        parse_workers_payload("invalid api_key " + "y" * 5000)
+    assert caught.value.reason == "auth"
+    assert caught.value.message.startswith("invalid api_key")
+    assert len(caught.value.message) <= 200
+
+
+def test_new_fields_and_their_units() -> None:
+    raw = worker(
+        4,
+        new_load="3.5",
+        started_at=1699999000.0,
+        created_at="2023-10-01T12:00:00Z",
+        loop_lag_max=0.25,
+        warnings=["event loop lag", "low disk"],
+        deployment_version_id=17,
+        url="http://192.168.1.10:8000",
+    )
+    [parsed] = parse_workers_payload([raw])
+    assert parsed.values["new_load"] == 3.5
+    assert parsed.values["started_timestamp_seconds"] == 1699999000.0
+    assert parsed.values["created_timestamp_seconds"] == 1696161600.0
+    assert parsed.values["loop_lag_max_seconds"] == 0.25
+    assert parsed.values["warnings"] == 2.0
+    assert parsed.deployment == "17"
+    assert "192.168" not in repr(parsed)  # url is never kept
+
+
+@pytest.mark.parametrize(
+    ("created_at", "expected"),
+    [
+        ("2023-10-01T12:00:00Z", 1696161600.0),
+        ("2023-10-01T12:00:00", 1696161600.0),  # no zone: UTC
+        ("2023-10-01T14:00:00+02:00", 1696161600.0),
+        ("2023-10-01T12:00:00.500000Z", 1696161600.5),
+        (1696161600, 1696161600.0),
+        ("1696161600.25", 1696161600.25),
+    ],
+)
+def test_created_at_numbers_and_iso_strings(created_at: object, expected: float) -> None:
+    [parsed] = parse_workers_payload([worker(1, created_at=created_at)])
+    assert parsed.values["created_timestamp_seconds"] == expected
+
+
+@pytest.mark.parametrize("bad", [None, "yesterday", "", [], {}, True, "2023-13-45T99:00:00Z"])
+def test_unusable_new_fields_drop_only_their_series(bad: object) -> None:
+    raw = worker(
+        2, created_at=bad, started_at=bad, warnings=bad, loop_lag_max=bad, deployment_version_id=bad
+    )
+    [parsed] = parse_workers_payload([raw])
+    for metric in (
+        "created_timestamp_seconds",
+        "started_timestamp_seconds",
+        "loop_lag_max_seconds",
+    ):
+        assert metric not in parsed.values
+    assert ("warnings" in parsed.values) == (bad == [])
+    # An id in text is still an id; only null and non-scalars leave the label out.
+    assert parsed.deployment == (bad if isinstance(bad, str) and bad else None)
+    assert parsed.values["cur_load"] == 150.0
 
 
 def test_decode_json_rejects_non_json() -> None:

@@ -8,9 +8,10 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.parsing import REASONS, WORKER_FIELDS, PollError, decode_json, parse_workers_payload
+from exporter.fields import WORKER_FIELDS
+from exporter.parsing import REASONS, NotReady, PollError, decode_json, parse_workers_payload
 
-FIELDS = [field for field, _, _ in WORKER_FIELDS] + ["id", "status"]
+FIELDS = [field.api for field in WORKER_FIELDS] + ["id", "status", "deployment_version_id"]
 
 scalars = st.one_of(
     st.none(),
@@ -40,8 +41,11 @@ def check(payload: object) -> None:
     try:
         workers = parse_workers_payload(payload)
     except PollError as error:
-        assert error.reason in ("api_error", "invalid_response")
+        assert error.reason in ("auth", "not_found", "api_error", "invalid_response")
         assert len(error.message) <= 200
+        return
+    except NotReady as not_ready:
+        assert len(not_ready.message) <= 200
         return
     ids = [worker.id for worker in workers]
     assert len(ids) == len(set(ids))

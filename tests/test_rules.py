@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "VastaiWorkerLowReliability",
     "VastaiEndpointAtMaxWorkers",  # issue 6: capped by max_workers while demand exceeds capacity
     "VastaiEndpointSpendHigh",  # issue 7: spend per endpoint above a configurable threshold
+    "VastaiTargetNotReady",  # issue 10: Vast cannot list the target's workers for 30 minutes
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",

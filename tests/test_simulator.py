@@ -10,8 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from exporter.fields import WORKER_FIELDS
 from exporter.simulator import (
     FLAKY_GROUP_ID,
+    FRESH_ENDPOINT_ID,
+    FRESH_SECONDS,
+    OBJECT_SHAPE_GROUP_ID,
     DemoTarget,
     Simulation,
     demo_targets,
@@ -122,13 +126,21 @@ async def test_any_key_accepted_without_api_key(flaky_api: Api) -> None:
         assert resp.status == 200
 
 
+def _listed(body: Any) -> list[dict[str, Any]]:
+    """The workers of either shape: a bare list, or the documented {"workers": [...]}."""
+    return body["workers"] if isinstance(body, dict) else body
+
+
 async def test_response_shapes(api: Api) -> None:
     endpoint = await api.workers("/get_endpoint_workers/", 101)
     assert isinstance(endpoint, list) and endpoint
     for path in ("/get_autogroup_workers/", "/get_workergroup_workers/"):
-        group = await api.workers(path, 1001)
+        group = await api.workers(path, OBJECT_SHAPE_GROUP_ID)
         assert isinstance(group, dict) and isinstance(group["workers"], list)
         assert group["workers"]
+        for worker in group["workers"]:  # the documented shape's fields
+            assert worker["created_at"].endswith("Z") and worker["url"].startswith("http://")
+        assert isinstance(await api.workers(path, 1003), list)
     seed_fields = {"cur_load", "cur_load_rolling_avg", "disk_usage", "dlperf", "id"}
     seed_fields |= {"reliability", "reqs_working", "status"}
     for worker in endpoint:
@@ -137,12 +149,13 @@ async def test_response_shapes(api: Api) -> None:
         assert isinstance(worker["warnings"], list)
 
 
-async def test_unknown_id_is_plain_text_400(api: Api) -> None:
+async def test_unknown_id_is_a_bare_json_string_with_200(api: Api) -> None:
+    """As Vast's OpenAPI documents the "Error Response" of both worker-list calls."""
     for path in ("/get_endpoint_workers/", "/get_autogroup_workers/"):
         async with await api.post(path, {"id": 999}) as resp:
-            assert resp.status == 400
-            assert resp.content_type == "text/plain"
-            text = await resp.text()
+            assert resp.status == 200
+            text = await resp.json()
+            assert isinstance(text, str)
             assert "invalid api_key" in text and "999 not found" in text
 
 
@@ -189,7 +202,9 @@ async def _check_groups_serving(api: Api) -> None:
     groups = (await api.get("/api/v0/workergroups/"))["results"]
     assert len(endpoints) >= 2 and len(groups) >= 3
     for group in groups:
-        workers = (await api.workers("/get_autogroup_workers/", group["id"]))["workers"]
+        if group["endpoint_id"] == FRESH_ENDPOINT_ID:
+            continue  # its workers come and go through cold starts
+        workers = _listed(await api.workers("/get_autogroup_workers/", group["id"]))
         assert any(_status(w) in SERVING for w in workers)
 
 
@@ -230,11 +245,11 @@ async def test_flaky_group_fails_sometimes(flaky_api: Api) -> None:
         async with await flaky_api.post("/get_autogroup_workers/", {"id": FLAKY_GROUP_ID}) as resp:
             outcomes.append(await _classify(resp))
     assert outcomes.count("ok") >= 30
-    assert {"500", "429", "error_msg"} <= set(outcomes)
+    assert {"500", "429", "502"} <= set(outcomes)
     for group_id in (1001, 1002, 1003):
         for _ in range(20):
             workers = await flaky_api.workers("/get_autogroup_workers/", group_id)
-            assert isinstance(workers["workers"], list)
+            assert isinstance(_listed(workers), list)
     for _ in range(20):
         await flaky_api.workers("/get_endpoint_workers/", 103)
 
@@ -244,11 +259,11 @@ async def _classify(resp: aiohttp.ClientResponse) -> str:
         assert "Retry-After" not in resp.headers
         assert "too frequent" in await resp.text()
         return "429"
-    if resp.status == 500:
-        return "500"
+    if resp.status in (500, 502):
+        return str(resp.status)
     assert resp.status == 200
-    body = await resp.json()
-    return "error_msg" if "error_msg" in body else "ok"
+    assert isinstance(_listed(await resp.json()), list)
+    return "ok"
 
 
 async def test_listings_and_instances(api: Api) -> None:
@@ -260,6 +275,8 @@ async def test_listings_and_instances(api: Api) -> None:
         body = await api.get(path)
         assert body["success"] is True
         assert {"id", "endpoint_id", "endpoint_name", "gpu_ram"} <= body["results"][0].keys()
+    instances = (await api.get("/api/v0/instances/?owner=me"))["instances"]
+    api.clock.advance(FRESH_SECONDS)  # the fresh endpoint lists its workers too
     instances = (await api.get("/api/v0/instances/?owner=me"))["instances"]
     workers = []
     for endpoint in endpoints:
@@ -301,3 +318,38 @@ def test_run_simulator_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_simulator(["--listen", "nonsense"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 2
+
+
+async def test_workers_carry_every_field_of_the_table(api: Api) -> None:
+    """The simulator follows exporter/fields.py: every declared field is sent by some worker."""
+    api.clock.advance(60.0)
+    sent: set[str] = set()
+    for group_id in (1001, 1002, 1003, 1004):
+        for worker in _listed(await api.workers("/get_autogroup_workers/", group_id)):
+            sent |= {key for key, value in worker.items() if value is not None}
+    assert {field.api for field in WORKER_FIELDS} - sent == set()
+    assert "deployment_version_id" in sent
+
+
+async def test_the_fresh_endpoint_is_not_ready_then_cold_starts(api: Api) -> None:
+    group = next(
+        g["id"]
+        for g in (await api.get("/api/v0/workergroups/"))["results"]
+        if g["endpoint_id"] == FRESH_ENDPOINT_ID
+    )
+    for path, ident in (
+        ("/get_endpoint_workers/", FRESH_ENDPOINT_ID),
+        ("/get_autogroup_workers/", group),
+    ):
+        body = await api.workers(path, ident)
+        assert isinstance(body, dict) and body["error_msg"]
+    api.clock.advance(FRESH_SECONDS - 1)
+    assert "error_msg" in await api.workers("/get_endpoint_workers/", FRESH_ENDPOINT_ID)
+    seen: list[set[str]] = []
+    for _ in range(120):
+        api.clock.advance(1.0)
+        workers = await api.workers("/get_endpoint_workers/", FRESH_ENDPOINT_ID)
+        assert isinstance(workers, list)
+        seen.append({_status(w) for w in workers})
+    assert "creating" in seen[1]
+    assert set().union(*seen) >= {"creating", "loading", "model_loading", "ready"}

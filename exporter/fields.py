@@ -1,0 +1,242 @@
+"""The worker fields of Vast's worker-list answers, each declared once.
+
+Parsing, the metric families, the renderer, the README's metric table (a test holds it to this
+table) and the simulator all follow `WORKER_FIELDS`: a new numeric field is one entry here plus
+its README line. Each entry names where its unit comes from, because Vast's own documents
+disagree (the seed says disk_usage is "Gb"; the worker code that sends it divides by 2**30).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+GIB = 2**30
+
+
+def parse_number(value: Any) -> float | None:
+    """A finite float from a JSON number or numeric string; None for anything else.
+
+    Null, booleans, NaN, infinities and numbers too large for a float are all "not a usable
+    number": the field's series is dropped rather than exported as a value that would poison
+    every sum, average and alert built on it.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Unix seconds from a number, a numeric string, or an ISO-8601 string (no zone: UTC).
+
+    Vast's OpenAPI shows worker `created_at` as "2023-10-01T12:00:00Z"; its listings send floats.
+    """
+    number = parse_number(value)
+    if number is not None or not isinstance(value, str):
+        return number
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(text)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def list_length(value: Any) -> float | None:
+    """How many items a JSON list holds; None when it is not a list."""
+    return float(len(value)) if isinstance(value, list) else None
+
+
+def scaled(factor: float) -> Callable[[Any], float | None]:
+    def convert(value: Any) -> float | None:
+        number = parse_number(value)
+        return None if number is None else number * factor
+
+    return convert
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One numeric field of a Vast object: where it comes from, what it becomes, and why that
+    unit."""
+
+    api: str  # field name in Vast's object
+    metric: str  # the series is <prefix>_<metric>, e.g. vastai_worker_<metric>
+    help: str  # HELP text, without the trailing "; cached from the last poll."
+    source: str  # where the unit is documented (named in the README too)
+    convert: Callable[[Any], float | None] = parse_number
+
+
+SEED = "the worker-list docs (seed)"
+SDK = "vast-cli vastai/serverless/client/worker.py"
+
+WORKER_FIELDS: tuple[Field, ...] = (
+    Field("cur_load", "cur_load", "Current load the worker receives per second (cur_load)", SEED),
+    Field(
+        "cur_load_rolling_avg",
+        "cur_load_rolling_avg",
+        "Rolling average of the worker's load (cur_load_rolling_avg)",
+        SEED,
+    ),
+    Field(
+        "cur_perf",
+        "cur_perf",
+        "Current performance of the worker, e.g. tokens per second (cur_perf)",
+        SEED,
+    ),
+    Field(
+        "disk_usage",
+        "disk_usage_bytes",
+        "Storage used by the worker's instance in bytes (disk_usage GiB x 2^30)",
+        'pyworker lib/data_types.py: psutil.disk_usage("/").used / 2**30',
+        scaled(GIB),
+    ),
+    Field("dlperf", "dlperf", "DLPerf score of the worker's instance (dlperf)", SEED),
+    Field(
+        "loaded_at",
+        "loaded_timestamp_seconds",
+        "Unix time the worker finished loading (loaded_at)",
+        SEED,
+    ),
+    Field(
+        "measured_perf",
+        "measured_perf",
+        "Benchmarked performance of the worker; dlperf until benchmarked",
+        SEED,
+    ),
+    Field("perf", "perf", "Capacity of the worker: measured_perf x reliability (perf)", SEED),
+    Field(
+        "reliability", "reliability", "Uptime of the worker's instance, 0 to 1 (reliability)", SEED
+    ),
+    Field(
+        "reqs_working", "reqs_working", "Requests the worker is processing now (reqs_working)", SEED
+    ),
+    Field(
+        "new_load",
+        "new_load",
+        "Load of the requests the worker received since its last report (new_load)",
+        SDK + "; the worker's WorkerStatusData.new_load, in cur_load's units",
+    ),
+    Field(
+        "started_at",
+        "started_timestamp_seconds",
+        "Unix time the worker's instance started (started_at)",
+        SDK + " (float, like loaded_at)",
+        parse_timestamp,
+    ),
+    Field(
+        "created_at",
+        "created_timestamp_seconds",
+        "Unix time the worker was created (created_at; ISO-8601 strings converted)",
+        'vast-ai/docs get_endpoint_workers.yaml: ISO-8601 string, "2023-10-01T12:00:00Z"',
+        parse_timestamp,
+    ),
+    Field(
+        "loop_lag_max",
+        "loop_lag_max_seconds",
+        "Worst event-loop lag of the worker's PyWorker since its last report, seconds",
+        "not published: no Vast code or doc gives its unit; taken as seconds, the unit of "
+        "the Python event-loop clock the PyWorker runs on",
+    ),
+    Field(
+        "warnings",
+        "warnings",
+        "Warnings the worker reports now (length of its warnings list)",
+        "a JSON list; its length is exported, never its text",
+        list_length,
+    ),
+)
+
+# Vast's "MB" are MiB, as nvidia-smi reports them (an RTX 4090 shows 24564); its CLI turns GB
+# into MB by x1000 (vast-cli vastai/api/query.py, "gpu_ram": 1000), so a GB of a worker group's
+# gpu_ram is 1000 MiB.
+VAST_GB = 1000 * 2**20
+CREATE_ENDPOINT = "vast-ai/docs cli/reference/create-endpoint.mdx"
+
+# Endpoint settings of GET /api/v0/endptjobs/, exported as vastai_endpoint_<metric>.
+ENDPOINT_FIELDS: tuple[Field, ...] = (
+    Field(
+        "max_workers",
+        "max_workers",
+        "Most workers the endpoint's autoscaler may run (max_workers)",
+        CREATE_ENDPOINT,
+    ),
+    Field(
+        "min_load",
+        "min_load",
+        "Load the autoscaler keeps capacity for even when idle, perf units/s (min_load)",
+        CREATE_ENDPOINT + ': "minimum floor load in perf units/s"',
+    ),
+    Field(
+        "min_cold_load",
+        "min_cold_load",
+        "Load floor the autoscaler may serve with cold workers, perf units/s (min_cold_load)",
+        CREATE_ENDPOINT + ': "minimum floor load in perf units/s ... with cold workers"',
+    ),
+    Field(
+        "target_util",
+        "target_util",
+        "Utilization the autoscaler aims for, 0 to 1 (target_util)",
+        CREATE_ENDPOINT + ': "fraction, max 1.0"',
+    ),
+    Field(
+        "cold_mult",
+        "cold_mult",
+        "Multiplier of capacity kept as cold workers (cold_mult)",
+        CREATE_ENDPOINT,
+    ),
+    Field(
+        "cold_workers",
+        "cold_workers",
+        "Cold (stopped, ready to start) workers the endpoint keeps (cold_workers)",
+        CREATE_ENDPOINT,
+    ),
+    Field(
+        "max_queue_time",
+        "max_queue_time_seconds",
+        "Longest time a request may queue on a worker, seconds (max_queue_time)",
+        CREATE_ENDPOINT + ': "maximum seconds requests may be queued on each worker"',
+    ),
+    Field(
+        "target_queue_time",
+        "target_queue_time_seconds",
+        "Time the autoscaler aims to clear the queue in, seconds (target_queue_time)",
+        CREATE_ENDPOINT + ': "target seconds for the queue to be cleared"',
+    ),
+    Field(
+        "inactivity_timeout",
+        "inactivity_timeout_seconds",
+        "Seconds without traffic before the endpoint may scale to zero (inactivity_timeout)",
+        CREATE_ENDPOINT + ': "seconds of no traffic before the endpoint can scale to zero"',
+    ),
+)
+
+# Worker-group fields of GET /api/v0/workergroups/, exported as vastai_worker_group_<metric>.
+GROUP_FIELDS: tuple[Field, ...] = (
+    Field(
+        "test_workers",
+        "test_workers",
+        "Workers created to estimate performance while the group initializes (test_workers)",
+        "vast-ai/docs cli/reference/create-workergroup.mdx",
+    ),
+    Field(
+        "gpu_ram",
+        "gpu_ram_bytes",
+        "Estimated GPU memory the group's model needs, bytes (gpu_ram GB x 1000 MiB)",
+        "vast-ai/docs show_autogroup.yaml (gpu_ram: 24) and create-workergroup.mdx (GB, as "
+        "the CLI passes it unconverted); a Vast GB is 1000 MiB (vast-cli query.py)",
+        scaled(VAST_GB),
+    ),
+)
+
+for _table in (WORKER_FIELDS, ENDPOINT_FIELDS, GROUP_FIELDS):
+    assert len({f.metric for f in _table}) == len(_table), "duplicate metric name"
