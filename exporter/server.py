@@ -1,6 +1,7 @@
 """The HTTP side: /metrics from the render cache, a landing page, and health endpoints.
 
-No handler here ever calls the Vast API: a scrape only copies bytes rendered after the last poll.
+No handler here ever calls the Vast API: a scrape copies the bytes rendered after the last poll and
+adds only the exporter's own process and Python figures, read as it asks.
 """
 
 from __future__ import annotations
