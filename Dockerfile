@@ -5,23 +5,36 @@
 #   docker run -p 9840:9840 -e VAST_API_KEY=... \
 #       -v "$PWD/config.yaml:/etc/vastai-exporter/config.yaml:ro" vastai-exporter
 #
+# Without access to an image registry, build a stand-in base from Debian packages first
+# (deploy/build-base-image.sh) and pass it as the base:
+#
+#   docker build --network host --build-arg BASE_IMAGE=vastai-exporter-base:debian -t vastai-exporter .
+#
+# Any base with python3 (3.11 or later) and its venv module works: only `python3` and the
+# virtualenv's own python are called, never `python`.
+#
 # The key comes from VAST_API_KEY or from the file named by vast.api_key_file in the config
 # (for instance a secret mounted at /run/secrets/vast_api_key); it is never baked into the image.
 
+ARG BASE_IMAGE=python:3.12-slim
+
 # ---- build: install the package and its dependencies into a virtualenv
-FROM python:3.12-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY exporter/ exporter/
+# pip itself is not needed at run time: remove it from the virtualenv once the install is done
 RUN /opt/venv/bin/pip install . \
-    && /opt/venv/bin/vastai-exporter --version
+    && /opt/venv/bin/vastai-exporter --version \
+    && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
-# ---- runtime: the virtualenv on a clean slim image, run as an unprivileged user
-FROM python:3.12-slim AS runtime
+# ---- runtime: the virtualenv on a clean base image, run as an unprivileged user
+FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
@@ -35,11 +48,13 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 9840
 
-# python itself probes /-/healthy: the slim image has no curl or wget.
-# It assumes the default --web.listen-address (:9840), and plain HTTP without basic auth: with a
-# --web.config.file that turns on TLS or basic auth, override or disable this check.
+# The virtualenv's python probes /-/healthy (no curl or wget in the image). exporter.healthcheck
+# reads the listen address from the exporter's command line, so a --web.listen-address other than
+# the default :9840 is probed where it is; VASTAI_EXPORTER_HEALTHCHECK_URL overrides the URL.
+# Plain HTTP without credentials: with a --web.config.file that turns on TLS or basic auth,
+# override or disable this check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9840/-/healthy', timeout=4).status == 200 else 1)"]
+    CMD ["/opt/venv/bin/python", "-m", "exporter.healthcheck"]
 
 ENTRYPOINT ["vastai-exporter"]
 CMD ["--config.file=/etc/vastai-exporter/config.yaml"]

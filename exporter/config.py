@@ -84,10 +84,11 @@ class DiscoverySettings:
 
 @dataclass(frozen=True)
 class InstancesSettings:
-    """The account's instance list: each worker's GPU and price."""
+    """The account's v1 instance list: each worker's price, GPU and memory."""
 
     enabled: bool = False
     interval: float = 60.0
+    page_interval: float = 1.0  # Vast allows one request a second on this path
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,22 @@ def load_yaml_file(path: str | os.PathLike[str]) -> Any:
         raise ConfigError("not valid YAML: nested too deeply", file=source) from None
 
 
+# What a new user most likely wants when the config file is missing.
+MISSING_CONFIG_HINT = (
+    "copy config.example.yaml to config.yaml and list your endpoint and worker group ids, "
+    "or run with --demo to try the exporter on a simulated Vast API"
+)
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; every problem is a ConfigError naming file and key."""
     source = str(path)
-    document = load_yaml_file(path)
+    try:
+        document = load_yaml_file(path)
+    except ConfigError as exc:
+        if exc.detail != "file not found":
+            raise
+        raise ConfigError(f"file not found ({MISSING_CONFIG_HINT})", file=source) from None
     try:
         config = parse_config(document if document is not None else {}, source)
     except ConfigError as exc:
@@ -301,9 +314,15 @@ def _rate(value: Any) -> float:
 
 
 def _parse_instances(value: Any) -> InstancesSettings:
-    section = check_mapping(value, "instances", {"enabled", "interval"})
+    section = check_mapping(value, "instances", {"enabled", "interval", "page_interval"})
     enabled, interval = _listing_schedule(section, "instances", InstancesSettings.interval)
-    return InstancesSettings(enabled, interval)
+    page_interval = _duration(section, "instances", "page_interval", 1.0)
+    if page_interval < 1:
+        raise ConfigError(
+            "must be at least 1s (Vast allows one request a second on the instance list)",
+            key="instances.page_interval",
+        )
+    return InstancesSettings(enabled, interval, page_interval)
 
 
 def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:

@@ -30,9 +30,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from .metrics import (
+    BILLED_HELP,
     DEPLOYMENT_HELP,
+    INSTANCE_FAMILIES,
     INSTANCE_HELP,
-    PRICE_HELP,
+    INSTANCE_STATUS_HELP,
     STATUS_HELP,
     WORKER_FAMILIES,
     AccountView,
@@ -44,6 +46,7 @@ from .metrics import (
     build_snapshot,
 )
 from .parsing import Instance
+from .pricing import billed_dollars_per_hour
 
 log = logging.getLogger(__name__)
 
@@ -166,29 +169,26 @@ def wants_openmetrics(accept: str) -> bool:
 
 def build_exposition(snapshot: Snapshot) -> Exposition:
     """Render and compress one snapshot; CPU-bound, meant to run in a worker thread."""
-    bodies = _worker_bodies(snapshot.workers)
-    text = render(snapshot, openmetrics=False, bodies=bodies)
-    openmetrics = render(snapshot, openmetrics=True, bodies=bodies)
+    families = _worker_families(snapshot.workers)
+    text = render(snapshot, openmetrics=False, families=families)
+    openmetrics = render(snapshot, openmetrics=True, families=families)
     if not openmetrics.endswith(EOF):
         raise ValueError("OpenMetrics rendering does not end with # EOF")
     return Exposition(text=Body.of(text), openmetrics=Body.of(openmetrics[: -len(EOF)]))
 
 
-def render(snapshot: Snapshot, openmetrics: bool, bodies: list[str] | None = None) -> bytes:
+def render(
+    snapshot: Snapshot, openmetrics: bool, families: list[tuple[str, str, str]] | None = None
+) -> bytes:
     """The full exposition: worker families by the fast path, the rest by prometheus-client.
 
     Worker sample lines are the same in both formats (only HELP escaping differs), so
-    `bodies` from one `_worker_bodies` call can serve both renders.
+    `families` from one `_worker_families` call can serve both renders.
     """
-    if bodies is None:
-        bodies = _worker_bodies(snapshot.workers)
-    names = [f"vastai_worker_{metric}" for metric, _ in WORKER_FAMILIES]
-    names += ["vastai_worker_status", "vastai_worker_deployment_info"]
-    names += ["vastai_worker_price_dollars_per_hour", "vastai_worker_instance_info"]
-    helps = [help_text for _, help_text in WORKER_FAMILIES]
-    helps += [STATUS_HELP, DEPLOYMENT_HELP, PRICE_HELP, INSTANCE_HELP]
+    if families is None:
+        families = _worker_families(snapshot.workers)
     parts = []
-    for name, help_text, body in zip(names, helps, bodies, strict=True):
+    for name, help_text, body in families:
         parts.append(_help(name, help_text, openmetrics))
         parts.append(body)
     registry = CollectorRegistry(auto_describe=False)
@@ -217,11 +217,13 @@ def _help_text(text: str, openmetrics: bool) -> str:
     return _escape(text) if openmetrics else text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
-    """The sample lines of each worker family (WORKER_FAMILIES order, status, deployment,
-    price, info)."""
-    # Labels sorted by name, as prometheus-client writes them: `status` sits between the two
-    # endpoint labels and the two worker labels.
+def _worker_families(rows: tuple[WorkerRow, ...]) -> list[tuple[str, str, str]]:
+    """(name, HELP, sample lines) of every worker family, in SnapshotCollector's order.
+
+    Labels are sorted by name, as prometheus-client writes them: each worker's two endpoint
+    labels (`head`) and two worker labels (`tail`) are escaped once; other labels sort before
+    (actual_status, deployment_version_id), between (status, the hardware) or after them.
+    """
     heads = [
         f'endpoint_id="{_escape(row.endpoint_id)}",endpoint_name="{_escape(row.endpoint_name)}"'
         for row in rows
@@ -230,52 +232,72 @@ def _worker_bodies(rows: tuple[WorkerRow, ...]) -> list[str]:
         f'worker_group_id="{_escape(row.worker_group_id)}",worker_id="{_escape(row.worker.id)}"'
         for row in rows
     ]
-    fmt = floatToGoString
-    bodies = []
-    for metric, _ in WORKER_FAMILIES:
-        name = f"vastai_worker_{metric}"
-        lines = []
-        for row, head, tail in zip(rows, heads, tails, strict=True):
-            value = row.worker.values.get(metric)
-            if value is not None:
-                lines.append(f"{name}{{{head},{tail}}} {fmt(value)}\n")
-        bodies.append("".join(lines))
+    labelled = list(zip(rows, heads, tails, strict=True))
+    families = [
+        _values_family(metric, help_text, [(row.worker.values, h, t) for row, h, t in labelled])
+        for metric, help_text in WORKER_FAMILIES
+    ]
     statuses = [
         f'vastai_worker_status{{{head},status="{_escape(row.worker.status)}",{tail}}} 1.0\n'
-        for row, head, tail in zip(rows, heads, tails, strict=True)
+        for row, head, tail in labelled
         if row.worker.status is not None
     ]
-    bodies.append("".join(statuses))
-    # deployment_version_id sorts before every other label.
+    families.append(("vastai_worker_status", STATUS_HELP, "".join(statuses)))
     deployments = [
         f'vastai_worker_deployment_info{{deployment_version_id="{_escape(row.worker.deployment)}",'
         f"{head},{tail}}} 1.0\n"
-        for row, head, tail in zip(rows, heads, tails, strict=True)
+        for row, head, tail in labelled
         if row.worker.deployment is not None
     ]
-    bodies.append("".join(deployments))
-    bodies.extend(_instance_bodies(rows, heads, tails))
-    return bodies
+    families.append(("vastai_worker_deployment_info", DEPLOYMENT_HELP, "".join(deployments)))
+    families.extend(_instance_families(labelled))
+    return families
 
 
-def _instance_bodies(
-    rows: tuple[WorkerRow, ...], heads: list[str], tails: list[str]
-) -> tuple[str, str]:
-    """Price and instance_info lines; labels sorted by name, as prometheus-client writes them."""
-    prices, infos = [], []
-    for row, head, tail in zip(rows, heads, tails, strict=True):
-        instance = row.instance
-        if instance is None:
-            continue
-        if instance.dollars_per_hour is not None:
-            price = floatToGoString(instance.dollars_per_hour)
-            prices.append(f"vastai_worker_price_dollars_per_hour{{{head},{tail}}} {price}\n")
+def _values_family(
+    metric: str, help_text: str, rows: list[tuple[Mapping[str, float], str, str]]
+) -> tuple[str, str, str]:
+    """One gauge family from each row's `values[metric]`, where it has one."""
+    name = f"vastai_worker_{metric}"
+    lines = [
+        f"{name}{{{head},{tail}}} {floatToGoString(values[metric])}\n"
+        for values, head, tail in rows
+        if metric in values
+    ]
+    return name, help_text, "".join(lines)
+
+
+def _instance_families(
+    labelled: list[tuple[WorkerRow, str, str]],
+) -> list[tuple[str, str, str]]:
+    """Instance-list families of the workers that have an instance: figures, bill, status,
+    hardware."""
+    joined = [(row.instance, row, h, t) for row, h, t in labelled if row.instance is not None]
+    families = [
+        _values_family(metric, help_text, [(i.values, h, t) for i, _, h, t in joined])
+        for metric, help_text in INSTANCE_FAMILIES
+    ]
+    billed, statuses, infos = [], [], []
+    for instance, row, head, tail in joined:
+        bill = billed_dollars_per_hour(row.worker.status, instance)
+        if bill is not None:
+            billed.append(
+                f"vastai_worker_billed_dollars_per_hour{{{head},{tail}}} {floatToGoString(bill)}\n"
+            )
+        if instance.actual_status:
+            statuses.append(
+                f'vastai_worker_instance_status{{actual_status="{_escape(instance.actual_status)}",'
+                f"{head},{tail}}} 1.0\n"
+            )
         hardware = (
             f'geolocation="{_escape(instance.geolocation)}",gpu_name="{_escape(instance.gpu_name)}",'
             f'machine_id="{_escape(instance.machine_id)}",num_gpus="{_escape(instance.num_gpus)}"'
         )
         infos.append(f"vastai_worker_instance_info{{{head},{hardware},{tail}}} 1.0\n")
-    return "".join(prices), "".join(infos)
+    families.append(("vastai_worker_billed_dollars_per_hour", BILLED_HELP, "".join(billed)))
+    families.append(("vastai_worker_instance_status", INSTANCE_STATUS_HELP, "".join(statuses)))
+    families.append(("vastai_worker_instance_info", INSTANCE_HELP, "".join(infos)))
+    return families
 
 
 class MetricsCache:
@@ -301,7 +323,8 @@ class MetricsCache:
         self._refresh_every = refresh_every
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
         self.account = AccountView()
-        self.instances: Mapping[str, Instance] = {}
+        self.instances: Callable[[], Mapping[str, Instance]] = dict
+        self.instance_read: Callable[[], tuple[int, float] | None] = lambda: None
         self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
         self.web_config_successful = True
         self._debounce = debounce
@@ -328,8 +351,9 @@ class MetricsCache:
             time.monotonic(),
             self.reload,
             self.account,
-            self.instances,
+            self.instances(),
             self.requests(),
+            self.instance_read(),
             self.web_config_successful,
         )
         loop = asyncio.get_running_loop()

@@ -240,3 +240,99 @@ GROUP_FIELDS: tuple[Field, ...] = (
 
 for _table in (WORKER_FIELDS, ENDPOINT_FIELDS, GROUP_FIELDS):
     assert len({f.metric for f in _table}) == len(_table), "duplicate metric name"
+
+SHOW_INSTANCES = "vast-ai/docs show_instances.yaml"
+SHOW_INSTANCE = "vast-ai/docs show_instance.yaml"
+
+
+def percent(value: Any) -> float | None:
+    """A 0..100 percentage as a 0..1 ratio."""
+    number = parse_number(value)
+    return None if number is None else number / 100
+
+
+# Numeric fields of the v1 instance list (GET /api/v1/instances/), exported per worker as
+# vastai_worker_<metric>. `dph_total` first: the billed series is derived from it.
+INSTANCE_FIELDS: tuple[Field, ...] = (
+    Field(
+        "dph_total",
+        "price_dollars_per_hour",
+        "Price of the worker's instance in dollars per hour, all costs included (dph_total)",
+        SHOW_INSTANCES + ' ("$/hr" in vast-cli\'s instance table)',
+    ),
+    Field(
+        "storage_total_cost",
+        "storage_price_dollars_per_hour",
+        "Storage part of the instance's price in dollars per hour (storage_total_cost)",
+        SHOW_INSTANCES + " (0.0021 beside dph_total 0.8021, the search object's diskHour)",
+    ),
+    Field(
+        "gpu_util",
+        "gpu_utilization_ratio",
+        "GPU utilization of the worker's instance, 0 to 1 (gpu_util / 100)",
+        'percent: vast-cli prints it as "Util. %" and "(72%)" (vastai/cli/display.py, '
+        'commands/instances.py _fmt_gpu); show_instance.yaml\'s "as a fraction" contradicts it',
+        percent,
+    ),
+    Field(
+        "gpu_temp",
+        "gpu_temperature_celsius",
+        "GPU temperature of the worker's instance in degrees Celsius (gpu_temp)",
+        SHOW_INSTANCE + ': "Current GPU temperature in Celsius"',
+    ),
+    Field(
+        "gpu_totalram",
+        "gpu_memory_total_bytes",
+        "GPU memory of the worker's instance in bytes (gpu_totalram MiB x 2^20)",
+        SHOW_INSTANCE + ': "Total GPU RAM in MB"; the MB are MiB (24576 for an RTX 4090)',
+        scaled(2**20),
+    ),
+    Field(
+        "vmem_usage",
+        "gpu_memory_used_bytes",
+        "GPU memory in use on the worker's instance in bytes (vmem_usage GB x 1e9)",
+        SHOW_INSTANCES + " example 0.543945 beside gpu_totalram 24576: GB, not the "
+        '"megabytes" show_instance.yaml states',
+        scaled(1e9),
+    ),
+    Field(
+        "cpu_util",
+        "cpu_utilization_ratio",
+        "CPU utilization of the worker's instance, 0 to 1 (cpu_util)",
+        SHOW_INSTANCE + ': "CPU utilization as a fraction"',
+    ),
+    Field(
+        "mem_usage",
+        "memory_used_bytes",
+        "Memory in use on the worker's instance in bytes (mem_usage GB x 1e9)",
+        SHOW_INSTANCES + " example 0.00996352 beside mem_limit 15.71815424 and cpu_ram 15989 "
+        '(MB): GB, not the "megabytes" show_instance.yaml states',
+        scaled(1e9),
+    ),
+    Field(
+        "mem_limit",
+        "memory_limit_bytes",
+        "Memory limit of the worker's instance in bytes (mem_limit GB x 1e9)",
+        SHOW_INSTANCES + " example 15.71815424 beside cpu_ram 15989 (MB): GB",
+        scaled(1e9),
+    ),
+    Field(
+        "reliability2",
+        "instance_reliability",
+        "Reliability of the machine the worker's instance runs on, 0 to 1 (reliability2)",
+        SHOW_INSTANCES + " (0.9686655); vast-cli shows it x 100 as R",
+    ),
+)
+
+# Label fields of the instance list, on vastai_worker_instance_info.
+INSTANCE_LABEL_FIELDS = ("gpu_name", "num_gpus", "machine_id", "geolocation")
+# Every column the exporter asks the v1 list for (select_cols): nothing else is fetched.
+INSTANCE_COLUMNS = (
+    "id",
+    "actual_status",
+    *INSTANCE_LABEL_FIELDS,
+    "dph_base",
+    *(field.api for field in INSTANCE_FIELDS),
+    "gpu_ram",
+)
+assert len({f.metric for f in INSTANCE_FIELDS}) == len(INSTANCE_FIELDS), "duplicate metric name"

@@ -14,8 +14,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import __version__
 from .config import Target
-from .fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS, Field
+from .fields import (
+    ENDPOINT_FIELDS,
+    GROUP_FIELDS,
+    INSTANCE_FIELDS,
+    INSTANCE_LABEL_FIELDS,
+    WORKER_FIELDS,
+    Field,
+)
 from .parsing import REASONS, EndpointInfo, GroupInfo, Instance, Worker
+from .pricing import billed_dollars_per_hour
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
@@ -25,9 +33,20 @@ LISTED = "cached from the last account listing"
 
 # (metric suffix, HELP) of every worker gauge but status, in exposition order.
 WORKER_FAMILIES = tuple((field.metric, f"{field.help}; {CACHED}.") for field in WORKER_FIELDS)
-INSTANCE_LABELS = ("gpu_name", "num_gpus", "machine_id", "geolocation")
 LISTED_INSTANCES = "cached from the last instance list"
-PRICE_HELP = f"Price of the worker's instance in dollars per hour (dph_total); {LISTED_INSTANCES}."
+# (metric suffix, HELP) of the instance-list gauges per worker, in exposition order.
+INSTANCE_FAMILIES = tuple(
+    (field.metric, f"{field.help}; {LISTED_INSTANCES}.") for field in INSTANCE_FIELDS
+)
+BILLED_HELP = (
+    "What Vast bills for the worker now in dollars per hour: dph_total while its state bills "
+    "GPU compute (ready, loading), storage_total_cost while creating or inactive, 0 where not "
+    f"billed; {LISTED_INSTANCES}."
+)
+INSTANCE_STATUS_HELP = (
+    f"Status of the worker's instance (lower-cased actual_status) as a label; value 1; "
+    f"{LISTED_INSTANCES}."
+)
 INSTANCE_HELP = f"Hardware of the worker's instance, as labels; value 1; {LISTED_INSTANCES}."
 STATUS_HELP = f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}."
 DEPLOYMENT_HELP = (
@@ -100,6 +119,7 @@ class Snapshot:
     reload: ReloadStatus = field(default_factory=ReloadStatus)
     account: AccountView = field(default_factory=lambda: AccountView())
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
+    instance_read: tuple[int, float] | None = None  # pages and seconds of the last read
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
 
 
@@ -119,6 +139,7 @@ def build_snapshot(
     account: AccountView | None = None,
     instances: Mapping[str, Instance] | None = None,
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
+    instance_read: tuple[int, float] | None = None,
     web_config_successful: bool = True,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
@@ -143,19 +164,21 @@ def build_snapshot(
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
             _label_row(row, state.target)
-    if instances and _instances_current(states, now, stale_after):
+    if instances:
         for row in rows.values():
             row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
     return Snapshot(
-        states, tuple(rows.values()), held, now, reload, account, requests, web_config_successful
+        states,
+        tuple(rows.values()),
+        held,
+        now,
+        reload,
+        account,
+        requests,
+        instance_read,
+        web_config_successful,
     )
-
-
-def _instances_current(states: tuple[TargetState, ...], now: float, stale_after: float) -> bool:
-    """The instance list counts while its reader is up, or failing for less than stale_after."""
-    reader = next((state for state in states if state.target.kind == "instances"), None)
-    return reader is None or reader.holds_workers(now, stale_after)
 
 
 def _label_row(row: WorkerRow, target: Target) -> None:
@@ -205,23 +228,40 @@ class SnapshotCollector:
         yield from self._instance_families()
 
     def _instance_families(self) -> Iterator[Metric]:
-        """Hardware and price of the workers whose instance the instance list shows."""
-        price = GaugeMetricFamily(
-            "vastai_worker_price_dollars_per_hour", PRICE_HELP, labels=WORKER_LABELS
+        """Price, bill, GPU and hardware of the workers whose instance the list shows."""
+        families = {
+            metric: GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
+            for metric, help_text in INSTANCE_FAMILIES
+        }
+        billed = GaugeMetricFamily(
+            "vastai_worker_billed_dollars_per_hour", BILLED_HELP, labels=WORKER_LABELS
+        )
+        status = GaugeMetricFamily(
+            "vastai_worker_instance_status",
+            INSTANCE_STATUS_HELP,
+            labels=(*WORKER_LABELS, "actual_status"),
         )
         info = GaugeMetricFamily(
-            "vastai_worker_instance_info", INSTANCE_HELP, labels=(*WORKER_LABELS, *INSTANCE_LABELS)
+            "vastai_worker_instance_info",
+            INSTANCE_HELP,
+            labels=(*WORKER_LABELS, *INSTANCE_LABEL_FIELDS),
         )
         for row in self._snapshot.workers:
             instance = row.instance
             if instance is None:
                 continue
-            if instance.dollars_per_hour is not None:
-                price.add_metric(row.labels(), instance.dollars_per_hour)
+            labels = row.labels()
+            for metric, value in instance.values.items():
+                families[metric].add_metric(labels, value)
+            bill = billed_dollars_per_hour(row.worker.status, instance)
+            if bill is not None:
+                billed.add_metric(labels, bill)
+            if instance.actual_status:
+                status.add_metric((*labels, instance.actual_status), 1)
             hardware = (instance.gpu_name, instance.num_gpus, instance.machine_id)
-            info.add_metric((*row.labels(), *hardware, instance.geolocation), 1)
-        yield price
-        yield info
+            info.add_metric((*labels, *hardware, instance.geolocation), 1)
+        yield from families.values()
+        yield from (billed, status, info)
 
     def other_families(self) -> Iterator[Metric]:
         """Target families and build info: few series, rendered by prometheus-client itself."""
@@ -330,6 +370,19 @@ class SnapshotCollector:
         for labels, count in self._snapshot.requests:
             requests.add_metric(labels, count)
         yield requests
+        if self._snapshot.instance_read is not None:
+            pages, seconds = self._snapshot.instance_read
+            yield GaugeMetricFamily(
+                "vastai_instances_read_pages",
+                "Pages of the last read of the instance list (25 instances a page at most)",
+                value=pages,
+            )
+            yield GaugeMetricFamily(
+                "vastai_instances_read_duration_seconds",
+                "Duration of the last read of the instance list in seconds, pages spaced by "
+                "instances.page_interval included",
+                value=seconds,
+            )
 
 
 def _setting_families(

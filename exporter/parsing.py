@@ -10,7 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS, Field, parse_number
+from .fields import (
+    ENDPOINT_FIELDS,
+    GROUP_FIELDS,
+    INSTANCE_FIELDS,
+    WORKER_FIELDS,
+    Field,
+    parse_number,
+)
 
 # Every way a poll can fail; one of these is the `reason` label of the errors counter.
 REASONS = (
@@ -277,32 +284,59 @@ def clean_text(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
-    """What the account's instance list says of one instance: its hardware and price."""
+    """What the v1 instance list says of one instance: hardware labels, status and figures."""
 
     id: str
     gpu_name: str
     num_gpus: str
     machine_id: str
     geolocation: str
-    dollars_per_hour: float | None
+    actual_status: str  # lower-cased; "" when null
+    values: dict[str, float]  # INSTANCE_FIELDS metric suffix -> value
+
+    @property
+    def dollars_per_hour(self) -> float | None:
+        return self.values.get("price_dollars_per_hour")
 
 
-def parse_instances(payload: Any) -> dict[str, Instance]:
-    """Instances by id from `{"instances": [...]}`; every field may be missing or null."""
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """One page of GET /api/v1/instances/: its instances by id and the cursor to the next."""
+
+    instances: dict[str, Instance]
+    next_token: str | None
+
+
+def parse_instance(item: dict[str, Any]) -> Instance | None:
+    """An Instance from one record (every field may be missing or null); None without an id.
+
+    Only the INSTANCE_FIELDS and label columns are read: the record's secrets (jupyter_token,
+    ssh_host, public_ipaddr, ...) are never kept.
+    """
+    instance_id = parse_worker_id(item.get("id"))
+    if instance_id is None:
+        return None
+    status = item.get("actual_status")
+    return Instance(
+        instance_id,
+        _text(item.get("gpu_name")),
+        _label_number(item.get("num_gpus")),
+        _label_number(item.get("machine_id")),
+        _text(item.get("geolocation")),
+        clean_text(status).lower() if isinstance(status, str) else "",
+        read_fields(item, INSTANCE_FIELDS),
+    )
+
+
+def parse_instance_page(payload: Any) -> InstancePage:
+    """`{"success": true, "instances": [...], "next_token": "..." | null, ...}`."""
     instances = {}
     for item in parse_results(payload, "instances"):
-        instance_id = parse_worker_id(item.get("id"))
-        if instance_id is None:
-            continue
-        instances[instance_id] = Instance(
-            instance_id,
-            _text(item.get("gpu_name")),
-            _label_number(item.get("num_gpus")),
-            _label_number(item.get("machine_id")),
-            _text(item.get("geolocation")),
-            parse_number(item.get("dph_total")),
-        )
-    return instances
+        instance = parse_instance(item)
+        if instance is not None:
+            instances[instance.id] = instance
+    token = payload.get("next_token") if isinstance(payload, dict) else None
+    return InstancePage(instances, token if isinstance(token, str) and token else None)
 
 
 def _label_number(value: Any) -> str:

@@ -46,6 +46,7 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.first_round = asyncio.Event()  # set once targets exist and all have been polled
         self._settings_changed = asyncio.Event()
 
     def states(self) -> tuple[TargetState, ...]:
@@ -118,6 +119,7 @@ class Scheduler:
         current = self._states.get(key)
         if current is not None:  # set_targets may have relabelled it while we waited
             self._states[key] = replace(outcome, target=current.target)
+            self._note_first_round()
             self._on_change()
 
     async def _fetch_or_not_ready(self, target: Target) -> tuple[list[Worker], str | None]:
@@ -139,6 +141,12 @@ class Scheduler:
                 extra={"fields": fields},
             )
         return replace(state, workers=tuple(workers[:cap]), truncated=truncated)
+
+    def _note_first_round(self) -> None:
+        """Set `first_round` once every target has been polled (the service logs the round,
+        account reads included)."""
+        if not self.first_round.is_set() and self.ready:
+            self.first_round.set()
 
     def _next_delay(self, state: TargetState) -> float:
         return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)

@@ -8,6 +8,7 @@ settings apply from the next poll. An invalid one is logged and the running conf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,13 +20,15 @@ import aiohttp
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
+from .instances import InstanceReader, InstanceStore
 from .metrics import AccountView, ReloadStatus, TargetState
-from .parsing import Instance, Worker
+from .parsing import Worker
 from .scheduler import Scheduler
 from .traffic import RequestCounter, TokenBucket
 from .vast import Account, VastClient, create_session
 
 log = logging.getLogger("exporter")
+FIRST_ROUND_WAIT = 60.0  # seconds the first instance read waits for the first poll round
 
 
 class Exporter:
@@ -54,11 +57,21 @@ class Exporter:
         self._requests = RequestCounter()
         self._pacer = TokenBucket(config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
+        self._instances = InstanceStore(config.polling.stale_after)
+        self._instance_reader = InstanceReader(
+            lambda ids, token: self._client.fetch_instance_page(ids, token),
+            self._polled_worker_ids,
+            self._instances,
+            config.instances.page_interval,
+            self._first_poll_round,
+        )
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
         self.cache = MetricsCache(self.states, polling.stale_after, _refresh_every(config))
         self.cache.requests = self._requests.snapshot
+        self.cache.instances = self._instances.current
+        self.cache.instance_read = self._instance_read
         self.scheduler = Scheduler(self._fetch, polling, self._on_change)
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -126,6 +139,8 @@ class Exporter:
             self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
         self._pacer.set_rate(config.polling.max_requests_per_second)
+        self._instances.stale_after = config.polling.stale_after
+        self._instance_reader.page_interval = config.instances.page_interval
         self.scheduler.update_polling(config.polling)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
@@ -194,8 +209,8 @@ class Exporter:
             "instances",
             config.instances.enabled,
             config.instances.interval,
-            lambda: self._client.fetch_instances(),
-            self._on_instances,
+            self._instance_reader.read,
+            lambda found: None,  # each page enters the store as it is read
         )
 
     def _configure_reader(
@@ -226,10 +241,30 @@ class Exporter:
         if kind == "listing":
             self._account = None
         elif kind == "instances":
-            self.cache.instances = {}
+            self._instances.clear()
 
-    def _on_instances(self, instances: dict[str, Instance]) -> None:
-        self.cache.instances = instances
+    def _polled_worker_ids(self) -> set[str]:
+        """The workers this replica exports now: the instances worth reading."""
+        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        return {
+            worker.id
+            for state in self.scheduler.states()
+            if state.holds_workers(now, stale_after)
+            for worker in state.workers
+        }
+
+    async def _first_poll_round(self) -> None:
+        """Until every target has been polled once (at most a minute, for a slow discovery):
+        before that, the instances worth reading are not known."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.scheduler.first_round.wait(), FIRST_ROUND_WAIT)
+
+    def _instance_read(self) -> tuple[int, float] | None:
+        """Pages and seconds of the last instance-list read, once there was one."""
+        reader = self._instance_reader
+        if reader.last_pages is None or reader.last_duration is None:
+            return None
+        return reader.last_pages, reader.last_duration
 
     def _on_account(self, account: Account) -> None:
         self._account = account
@@ -284,7 +319,12 @@ class Exporter:
         else:
             found = "off"
         instances = config.instances
-        instance_list = f"on, every {_seconds(instances.interval)}" if instances.enabled else "off"
+        instance_list = (
+            f"on, every {_seconds(instances.interval)}, pages "
+            f"{_seconds(instances.page_interval)} apart"
+            if instances.enabled
+            else "off"
+        )
         return [
             ("config file", config.source),
             ("API base URL", vast.api_url),

@@ -28,12 +28,15 @@ from typing import Any
 
 from aiohttp import web
 
+from . import instance_list
+
 log = logging.getLogger(__name__)
 
 FLAKY_GROUP_ID = 1004
 FRESH_ENDPOINT_ID = 104  # created with the simulation: not ready for its first FRESH_SECONDS
 FRESH_SECONDS = 30.0
 OBJECT_SHAPE_GROUP_ID = 1001  # answers in the documented {"workers": [...]} shape
+SPARE_GROUP_ID = 1002  # keeps one ready worker that gets no traffic: idle spend on the dashboards
 USER_ID = 424242
 DAY_SECONDS = 600.0  # one simulated "day" of load, compressed so a demo shows a full cycle
 _MAX_CATCH_UP = 3600  # steps; after a longer gap the simulation resumes as if it had paused
@@ -194,6 +197,9 @@ class _Worker:
     reqs: int = 0
     loop_lag: float | None = None
     warnings: list[str] = field(default_factory=list)
+    gpu_util: float = 0.0  # percent, as the instance list sends it
+    gpu_temp: float = 32.0
+    vmem_gb: float = 0.0
 
     @property
     def perf(self) -> float:
@@ -309,20 +315,40 @@ class Simulation:
         ]
 
     def instances(self) -> list[dict[str, Any]]:
-        """One instance record per current worker, as GET /api/v0/instances/ lists them."""
+        """One instance record per current worker, as GET /api/v1/instances/ lists them, with
+        the units of show_instances.yaml (gpu_util in percent, MiB of GPU memory, memory in
+        GB) and the secrets a real record carries (never to be exported)."""
         self._sync()
-        return [
-            {
-                "id": w.id,
-                "gpu_name": w.gpu_name,
-                "num_gpus": w.group.num_gpus,
-                "dph_total": w.dph_total,
-                "machine_id": w.machine_id,
-                "geolocation": w.geolocation,
-                "actual_status": _ACTUAL_STATUS[w.state],
-            }
-            for w in self._workers
-        ]
+        return [self._instance(w) for w in self._workers]
+
+    def _instance(self, w: _Worker) -> dict[str, Any]:
+        g = w.group
+        storage = round(g.disk_gb * 0.00011 + 0.001, 6)  # $/h for the instance's disk
+        ram_gb = 32.0 * g.num_gpus
+        return {
+            "id": w.id,
+            "actual_status": _ACTUAL_STATUS[w.state],
+            "gpu_name": w.gpu_name,
+            "num_gpus": g.num_gpus,
+            "machine_id": w.machine_id,
+            "geolocation": w.geolocation,
+            "dph_total": round(w.dph_total + storage, 6),
+            "dph_base": w.dph_total,
+            "storage_total_cost": storage,
+            "gpu_util": round(w.gpu_util, 1),
+            "gpu_temp": round(w.gpu_temp, 1),
+            "gpu_totalram": g.gpu_ram * 1024,
+            "gpu_ram": g.gpu_ram * 1024,
+            "vmem_usage": round(w.vmem_gb, 6),
+            "cpu_util": round(min(1.0, 0.05 + w.gpu_util / 250), 4),
+            "mem_usage": round(ram_gb * (0.15 + w.gpu_util / 400), 6) if w.vmem_gb else 0.01,
+            "mem_limit": ram_gb,
+            "reliability2": w.reliability,
+            "label": f"serverless-{g.endpoint_id}",
+            "jupyter_token": hashlib.sha256(f"jupyter:{w.id}".encode()).hexdigest(),
+            "ssh_host": f"ssh{w.machine_id % 9}.vast.ai",
+            "public_ipaddr": f"203.0.113.{w.machine_id % 250 + 1}",
+        }
 
     # ----- time -----------------------------------------------------------------------------
 
@@ -522,9 +548,11 @@ class Simulation:
         load = self._endpoint_load(spec, t)
         members = [w for w in self._workers if w.group.endpoint_id == spec.id]
         serving = [w for w in members if w.state == "ready"]
+        spare = next((w for w in serving if w.group.id == SPARE_GROUP_ID), None)
+        serving = [w for w in serving if w is not spare]
         total = sum(w.perf for w in serving) or 1.0
         for w in members:
-            if w.state != "ready":
+            if w.state != "ready" or w is spare:
                 w.cur_load = w.cur_perf = w.new_load = 0.0
                 w.reqs = 0
                 continue
@@ -536,6 +564,7 @@ class Simulation:
     def _update_telemetry(self, w: _Worker) -> None:
         w.rolling += 0.1 * (w.cur_load - w.rolling)
         w.disk = min(w.group.disk_gb * 1.02, w.disk + self._disk_growth(w))
+        self._update_gpu(w)
         if w.state != "ready":
             return
         if self._rng.random() < 0.015:
@@ -544,6 +573,24 @@ class Simulation:
         else:
             w.loop_lag = abs(self._rng.gauss(0.006, 0.004))
             w.warnings = []
+
+    def _update_gpu(self, w: _Worker) -> None:
+        """GPU utilization follows the worker's load; temperature follows utilization."""
+        total_gb = w.group.gpu_ram * 1.024
+        if w.state == "ready":
+            busy = w.cur_load / w.perf if w.perf else 0.0
+            w.gpu_util = min(
+                100.0, 100 * busy * self._rng.uniform(0.9, 1.05) + self._rng.uniform(0.2, 2)
+            )
+            w.vmem_gb = total_gb * self._rng.uniform(0.82, 0.9)
+        elif w.state in ("loading", "model_loading"):
+            w.gpu_util = self._rng.uniform(5, 40)
+            w.vmem_gb = min(total_gb * 0.85, w.vmem_gb + total_gb * 0.08)
+        else:
+            w.gpu_util, w.vmem_gb = 0.0, 0.0
+        hot = 1.15 if w.machine_id % 11 == 0 else 1.0  # a few machines run hot
+        target = (33 + 0.5 * w.gpu_util) * hot
+        w.gpu_temp += 0.2 * (target - w.gpu_temp) + self._rng.gauss(0, 0.3)
 
     def _disk_growth(self, w: _Worker) -> float:
         """Disk fills while the image and model download, then creeps up with logs."""
@@ -618,6 +665,7 @@ def demo_targets() -> list[DemoTarget]:
 
 _SIM_KEY = web.AppKey("simulation", Simulation)
 _API_KEY = web.AppKey("api_key", object)  # str | None
+_RATE_KEY = web.AppKey("instances_rate_limit", instance_list.RateLimit)
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -701,18 +749,33 @@ async def _group_workers(request: web.Request) -> web.Response:
     return _text(fault.status, fault.text or "")
 
 
-def _listing(results: Callable[[Simulation], list[dict[str, Any]]], envelope: bool) -> Any:
+def _listing(results: Callable[[Simulation], list[dict[str, Any]]]) -> Any:
     """A GET handler for a console listing; bearer key required, as on console.vast.ai."""
 
     async def handler(request: web.Request) -> web.Response:
         if not _authorized(request, _bearer(request)):
             return _unauthorized()
-        items = results(request.app[_SIM_KEY])
-        if envelope:
-            return web.json_response({"success": True, "results": items})
-        return web.json_response({"instances": items})
+        return web.json_response({"success": True, "results": results(request.app[_SIM_KEY])})
 
     return handler
+
+
+async def _instances_v1(request: web.Request) -> web.Response:
+    """GET /api/v1/instances/: paged, filtered, one request a second per key."""
+    key = _bearer(request)
+    if not _authorized(request, key):
+        return _unauthorized()
+    if not request.app[_RATE_KEY].allows(key):
+        return _text(429, instance_list.TOO_FAST)
+    status, body = instance_list.answer(request.app[_SIM_KEY].instances(), request.query)
+    return web.json_response(body, status=status)
+
+
+async def _instances_v0(request: web.Request) -> web.Response:
+    """The retired v0 list: HTTP 410 deprecated_endpoint."""
+    if not _authorized(request, _bearer(request)):
+        return _unauthorized()
+    return web.json_response(instance_list.V0_GONE, status=410)
 
 
 def create_app(sim: Simulation, api_key: str | None = None) -> web.Application:
@@ -723,11 +786,13 @@ def create_app(sim: Simulation, api_key: str | None = None) -> web.Application:
     app.router.add_post("/get_endpoint_workers/", _endpoint_workers)
     app.router.add_post("/get_autogroup_workers/", _group_workers)
     app.router.add_post("/get_workergroup_workers/", _group_workers)
-    groups = _listing(Simulation.worker_groups, envelope=True)
-    app.router.add_get("/api/v0/endptjobs/", _listing(Simulation.endpoints, envelope=True))
+    groups = _listing(Simulation.worker_groups)
+    app.router.add_get("/api/v0/endptjobs/", _listing(Simulation.endpoints))
     app.router.add_get("/api/v0/workergroups/", groups)
     app.router.add_get("/api/v0/autojobs/", groups)
-    app.router.add_get("/api/v0/instances/", _listing(Simulation.instances, envelope=False))
+    app[_RATE_KEY] = instance_list.RateLimit()
+    app.router.add_get(instance_list.PATH, _instances_v1)
+    app.router.add_get(instance_list.V0_PATH, _instances_v0)
     return app
 
 

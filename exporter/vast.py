@@ -14,7 +14,7 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,18 +22,19 @@ import aiohttp
 
 from . import __version__
 from .config import Target
+from .fields import INSTANCE_COLUMNS
 from .logs import REDACTED
 from .parsing import (
     EndpointInfo,
     GroupInfo,
-    Instance,
+    InstancePage,
     NotReady,
     PollError,
     Worker,
     body_message,
     decode_json,
     parse_endpoints,
-    parse_instances,
+    parse_instance_page,
     parse_worker_groups,
     parse_workers_payload,
     string_error,
@@ -47,7 +48,9 @@ ENDPOINT_PATH = "/get_endpoint_workers/"
 WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
 LISTING_ENDPOINTS_PATH = "/api/v0/endptjobs/"
 LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
-INSTANCES_PATH = "/api/v0/instances/?owner=me"
+# v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
+INSTANCES_PATH = "/api/v1/instances/"
+INSTANCES_PAGE_SIZE = 25  # show_instances.yaml: "Default 25, max 25"
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -128,10 +131,23 @@ class VastClient:
             )
             return Account(tuple(endpoints), tuple(groups))
 
-    async def fetch_instances(self) -> dict[str, Instance]:
-        """The account's instances (the hardware and price of each worker), by id."""
+    async def fetch_instance_page(
+        self, instance_ids: Sequence[str], after_token: str | None = None
+    ) -> InstancePage:
+        """One page (at most 25) of the instances among `instance_ids`, only the columns the
+        exporter exports (vast-ai/docs show_instances.yaml: select_filters, select_cols,
+        keyset paging with after_token/next_token)."""
+        params = {
+            "limit": str(INSTANCES_PAGE_SIZE),
+            "select_cols": json.dumps(list(INSTANCE_COLUMNS), separators=(",", ":")),
+            "select_filters": json.dumps(
+                {"id": {"in": [int(i) for i in instance_ids]}}, separators=(",", ":")
+            ),
+        }
+        if after_token is not None:
+            params["after_token"] = after_token
         with self._scrubbed():
-            return await self._get_listing(INSTANCES_PATH, parse_instances)
+            return await self._get_listing(INSTANCES_PATH, parse_instance_page, params)
 
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
@@ -148,8 +164,10 @@ class VastClient:
                 raise NotReady(exc.message.replace(self._api_key, REDACTED)) from None
             raise
 
-    async def _get_listing(self, path: str, parse: Callable[[Any], T]) -> T:
-        status, headers, body = await self._request("GET", "console", path)
+    async def _get_listing(
+        self, path: str, parse: Callable[[Any], T], params: dict[str, str] | None = None
+    ) -> T:
+        status, headers, body = await self._request("GET", "console", path, params=params)
         if path == LISTING_ENDPOINTS_PATH and status == 400 and b"No endpoints" in body:
             return parse({"results": []})  # how Vast says "this account has no endpoints"
         if not 200 <= status < 300:
@@ -183,7 +201,12 @@ class VastClient:
         return await _parse_off_loop(lambda: parse_body(body), len(body))
 
     async def _request(
-        self, method: str, host: str, path: str, payload: dict[str, Any] | None = None
+        self,
+        method: str,
+        host: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
     ) -> tuple[int, Any, bytes]:
         """One request to `host` ("api": worker lists, paced; "console": account reads),
         counted by its route (the path without query) and status code."""
@@ -197,6 +220,7 @@ class VastClient:
                 method,
                 base + path,
                 json=payload,
+                params=params,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,

@@ -18,11 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter import instance_list
+
 ENDPOINT_PATH = "/get_endpoint_workers/"
 ENDPTJOBS_PATH = "/api/v0/endptjobs/"
 WORKERGROUPS_PATH = "/api/v0/workergroups/"
 AUTOJOBS_PATH = "/api/v0/autojobs/"
-INSTANCES_PATH = "/api/v0/instances/"
+INSTANCES_PATH = instance_list.PATH
+INSTANCES_V0_PATH = instance_list.V0_PATH
 AUTOGROUP_PATH = "/get_autogroup_workers/"
 WORKERGROUP_PATH = "/get_workergroup_workers/"
 
@@ -94,14 +97,19 @@ class FakeVast:
     def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH, INSTANCES_PATH)
+        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH, INSTANCES_PATH, INSTANCES_V0_PATH)
         # Account listing answers by path; an account without endpoints, as Vast answers it.
         self.listings: dict[str, Behaviour | Callable[[], Behaviour]] = {
             ENDPTJOBS_PATH: failure(400, "No endpoints for user 42 found."),
             WORKERGROUPS_PATH: failure(200, {"success": True, "results": []}),
             AUTOJOBS_PATH: failure(200, {"success": True, "results": []}),
-            INSTANCES_PATH: failure(200, {"instances": []}),
+            INSTANCES_V0_PATH: failure(410, instance_list.V0_GONE),
         }
+        # The v1 instance list: records answered as Vast pages and filters them; optionally
+        # its one-request-a-second limit, and a failure instead of the Nth request.
+        self.instance_records: list[dict[str, Any]] = []
+        self.instances_rate: instance_list.RateLimit | None = None
+        self.instance_faults: dict[int, Behaviour] = {}
         self.behaviours: dict[tuple[str, int], Behaviour | Callable[[], Behaviour]] = {}
         self.requests: list[Request] = []
         self.url = ""
@@ -127,7 +135,7 @@ class FakeVast:
         app.router.add_post(ENDPOINT_PATH, self._handle)
         app.router.add_post(AUTOGROUP_PATH, self._handle)
         app.router.add_post(WORKERGROUP_PATH, self._handle)
-        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH, INSTANCES_PATH):
+        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH, *instance_list_paths()):
             app.router.add_get(path, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -193,13 +201,26 @@ class FakeVast:
         self.listings[WORKERGROUPS_PATH] = self.listings[AUTOJOBS_PATH] = groups_answer
 
     def set_instances(self, instances: list[dict[str, Any]]) -> None:
-        self.listings[INSTANCES_PATH] = failure(200, {"instances": instances})
+        self.instance_records = instances
 
     async def _listing(self, request: web.Request) -> web.StreamResponse:
+        if request.path == INSTANCES_PATH:
+            return await self._instances(request)
         behaviour = self.listings[request.path]
         if callable(behaviour):
             behaviour = behaviour()
         return await self._answer(request, behaviour)
+
+    async def _instances(self, request: web.Request) -> web.StreamResponse:
+        ordinal = len(self.requests_for(INSTANCES_PATH))
+        fault = self.instance_faults.get(ordinal)
+        if fault is not None:
+            return await self._answer(request, fault)
+        if self.instances_rate is not None and not self.instances_rate.allows(self.api_key):
+            return web.Response(status=429, text=instance_list.TOO_FAST)
+        records = [r for r in self.instance_records if isinstance(r.get("id"), int)]
+        status, body = instance_list.answer(records, request.query)
+        return web.json_response(body, status=status)
 
     async def _answer(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         if behaviour.delay:
@@ -226,6 +247,10 @@ class FakeVast:
             headers=behaviour.headers,
             content_type="text/plain" if not (body or b"").startswith(b"<") else "text/html",
         )
+
+
+def instance_list_paths() -> tuple[str, str]:
+    return (INSTANCES_PATH, INSTANCES_V0_PATH)
 
 
 def worker(worker_id: Any, **fields: Any) -> dict[str, Any]:
@@ -296,16 +321,29 @@ def worker_group(group_id: int, endpoint_id: int, endpoint_name: str) -> dict[st
 
 
 def instance(instance_id: int, gpu_name: str, dph_total: float | None, **fields: Any) -> dict:
-    """An instance of /api/v0/instances/: the fields the exporter reads, and some it ignores."""
+    """An instance of /api/v1/instances/ in show_instances.yaml's units: the fields the
+    exporter reads, and secrets it must never ask for or export."""
     base: dict[str, Any] = {
         "id": instance_id,
         "gpu_name": gpu_name,
         "num_gpus": 1,
         "dph_total": dph_total,
+        "dph_base": None if dph_total is None else round(dph_total - 0.0021, 6),
+        "storage_total_cost": 0.0021,
         "machine_id": 9000 + instance_id % 1000,
         "geolocation": "Sweden, SE",
         "actual_status": "running",
+        "gpu_util": 72.5,  # percent
+        "gpu_temp": 61.0,
+        "gpu_totalram": 24576,  # MiB
+        "gpu_ram": 24576,
+        "vmem_usage": 20.5,  # GB
+        "cpu_util": 0.25,
+        "mem_usage": 3.5,  # GB
+        "mem_limit": 15.71815424,
+        "reliability2": 0.9686655,
         "ssh_host": "ssh5.vast.ai",
+        "public_ipaddr": "192.0.2.45",
         "jupyter_token": "secret-jupyter-token",
     }
     base.update(fields)

@@ -76,4 +76,5 @@ class InProcessExporter:
             if predicate(samples):
                 return samples
             await asyncio.sleep(0.02)
-        raise AssertionError(f"condition not met in {timeout}s; last scrape: {samples}")
+        names = sorted({name for name, _ in samples})
+        raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")

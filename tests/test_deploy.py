@@ -1,11 +1,13 @@
-"""Checks of the container and deployment files, read as text: no Docker engine or Kubernetes
-cluster runs here. Dockerfile, .dockerignore, deploy/docker-compose.yml, deploy/demo-config.yaml,
-deploy/kubernetes/ and grafana/provisioning/.
+"""Checks of the container and deployment files, read as text: Dockerfile, .dockerignore,
+deploy/docker-compose.yml, deploy/demo-config.yaml, deploy/kubernetes/ and grafana/provisioning/.
+The image itself is built and run in a real Docker engine by tests/test_docker.py; no Kubernetes
+cluster runs here.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 CONFIG_PATH = "/etc/vastai-exporter/config.yaml"
+GENERATOR = DEPLOY / "generate_kubernetes.py"
 
 
 # ------------------------------------------------------------------------------ Dockerfile
@@ -49,20 +52,41 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage (ARGs before the first FROM are left out)."""
     result: list[list[tuple[str, str]]] = []
     for instruction, args in dockerfile_instructions():
         if instruction == "FROM":
             result.append([])
-        result[-1].append((instruction, args))
+        if result:
+            result[-1].append((instruction, args))
     return result
 
 
-def test_dockerfile_is_multi_stage_on_pinned_slim_python():
+def global_args() -> dict[str, str]:
+    """ARG NAME=DEFAULT before the first FROM."""
+    out = {}
+    for instruction, args in dockerfile_instructions():
+        if instruction == "FROM":
+            break
+        if instruction == "ARG":
+            name, _, default = args.partition("=")
+            out[name] = default
+    return out
+
+
+def test_dockerfile_is_multi_stage_on_a_base_image_argument():
+    """Both stages use ARG BASE_IMAGE, by default the pinned slim Python image."""
+    default = global_args()["BASE_IMAGE"]
+    assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", default), default
     all_stages = stages()
     assert len(all_stages) >= 2
     for stage in all_stages:
         image = stage[0][1].split()[0]
-        assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", image), image
+        assert image in ("${BASE_IMAGE}", "$BASE_IMAGE"), image
+    # the stand-in base (Debian's python3) has no `python`: only python3 and the venv's python
+    for instruction, args in dockerfile_instructions():
+        if instruction in ("RUN", "HEALTHCHECK"):
+            assert not re.search(r"(?<![/\w])python(?![\w.])", args), f"{instruction} {args}"
     final = all_stages[-1]
     copies = [args for instruction, args in final if instruction == "COPY"]
     assert any(args.startswith("--from=") for args in copies), "the runtime copies the build"
@@ -84,19 +108,20 @@ def test_dockerfile_expose_healthcheck_entrypoint_cmd():
     final = dict(stages()[-1])
     assert "9840" in final["EXPOSE"].split()
     healthcheck = final["HEALTHCHECK"]
-    assert "/-/healthy" in healthcheck
     assert "CMD" in healthcheck and "python" in healthcheck
     assert not re.search(r"\b(curl|wget)\b", healthcheck), "the slim image has neither"
     assert json.loads(final["ENTRYPOINT"]) == ["vastai-exporter"], "exec form"
     assert json.loads(final["CMD"]) == [f"--config.file={CONFIG_PATH}"]
 
 
-def test_healthcheck_command_is_valid_python():
+def test_healthcheck_runs_the_packaged_probe():
+    """The virtualenv's python runs exporter.healthcheck, which probes /-/healthy."""
     healthcheck = dict(stages()[-1])["HEALTHCHECK"]
     argv = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
-    assert argv[:2] == ["python", "-c"]
-    compile(argv[2], "<healthcheck>", "exec")
-    assert "127.0.0.1:9840/-/healthy" in argv[2]
+    assert argv == ["/opt/venv/bin/python", "-m", "exporter.healthcheck"]
+    from exporter import healthcheck as probe
+
+    assert probe.health_url(probe.DEFAULT_LISTEN) == "http://127.0.0.1:9840/-/healthy"
 
 
 def dockerignored(path: str, patterns: list[str]) -> bool:
@@ -155,8 +180,13 @@ def test_compose_services():
     assert simulator["command"] == ["simulate", "--listen", "0.0.0.0:8080"]
     assert simulator.get("healthcheck", {}).get("disable") is True, "it does not serve :9840"
     for name in ("simulator", "vastai-exporter"):
-        assert services[name]["build"]["context"] == ".."
-        assert (DEPLOY / services[name]["build"]["context"] / "Dockerfile").is_file()
+        build = services[name]["build"]
+        assert build["context"] == ".." and build["dockerfile"] == "Dockerfile"
+        assert (DEPLOY / build["context"] / "Dockerfile").is_file()
+        # the same Dockerfile, its base overridable as in CI (a stand-in without Docker Hub)
+        default = global_args()["BASE_IMAGE"]
+        assert build["args"]["BASE_IMAGE"] == f"${{BASE_IMAGE:-{default}}}"
+        assert services[name]["image"] == "vastai-exporter:local", "the built image is named"
     for name in ("prometheus", "grafana"):
         image = services[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pinned image"
@@ -244,9 +274,15 @@ def k8s(kind: str) -> list[dict]:
     return [d for d in k8s_docs() if d["kind"] == kind]
 
 
+def exporter_configmap() -> dict:
+    """The exporter's config ConfigMap (the others hold the Grafana dashboards)."""
+    (configmap,) = [c for c in k8s("ConfigMap") if "config.yaml" in c.get("data", {})]
+    return configmap
+
+
 def test_example_configs_use_only_known_keys():
     check_config_keys(yaml.safe_load((DEPLOY / "demo-config.yaml").read_text()), "demo-config")
-    (configmap,) = k8s("ConfigMap")
+    configmap = exporter_configmap()
     check_config_keys(yaml.safe_load(configmap["data"]["config.yaml"]), "k8s ConfigMap")
 
 
@@ -323,7 +359,7 @@ def test_exporter_key_comes_from_a_secret():
 
 def test_exporter_config_is_mounted_from_the_configmap():
     pod, exporter = exporter_container()
-    (configmap,) = k8s("ConfigMap")
+    configmap = exporter_configmap()
     volumes = {v["name"]: v for v in pod["volumes"]}
     mount = next(
         m for m in exporter["volumeMounts"] if m["mountPath"] == str(Path(CONFIG_PATH).parent)
@@ -381,3 +417,68 @@ def test_service_and_servicemonitor_reach_the_exporter():
     assert endpoint.get("path", "/metrics") == "/metrics"
     # the rules' VastaiExporterAbsent expects job="vastai"
     assert labels.get(monitor["spec"].get("jobLabel")) == "vastai"
+
+
+# ------------------------------------------------- generated Prometheus Operator and Grafana
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("generate_kubernetes", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_manifests_are_current():
+    """prometheusrule.yaml and grafana-dashboards.yaml are what the generator writes now."""
+    for path, text in load_generator().rendered().items():
+        assert path.read_text() == text, f"{path.name} is stale: python3 {GENERATOR.name}"
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_prometheusrule_groups_are_the_rules_file():
+    (rule,) = k8s("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "vastai-rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    assert rule["spec"].keys() == {"groups"}
+
+
+def test_dashboards_as_configmaps_for_the_grafana_sidecar():
+    dashboards = {p.name: p.read_text() for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    configmaps = [c for c in k8s("ConfigMap") if c["metadata"]["name"].startswith("vastai-dash")]
+    shipped = {}
+    for configmap in configmaps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        (name,) = configmap["data"]
+        shipped[name] = configmap["data"][name]
+        # one dashboard per ConfigMap: kubectl apply keeps a copy in an annotation (256 KiB max)
+        assert len(shipped[name].encode()) < 256 * 1024 - 4096, name
+    assert shipped == dashboards
+
+
+def test_kustomization_includes_rules_and_dashboards():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert {"prometheusrule.yaml", "grafana-dashboards.yaml"} <= set(kustomization["resources"])
+
+
+# --------------------------------------------------------------------------------- CI script
+
+
+def test_ci_installs_starts_and_stops_the_docker_engine():
+    """.ci/run prepares a fresh Debian machine: packages, dockerd, the stand-in base image."""
+    text = (ROOT / ".ci" / "run").read_text()
+    for package in ("prometheus", "docker.io", "debootstrap"):
+        assert package in text, package
+    assert "apt-get update" in text and "apt-get install -y" in text
+    assert "dockerd --bridge=none --iptables=false" in text
+    assert "trap stop_dockerd EXIT" in text, "the engine it starts is stopped at the end"
+    assert "deploy/build-base-image.sh" in text
+    assert "<!-- test-command" in text and "<!-- test-command" in (ROOT / "README.md").read_text()
+    script = (DEPLOY / "build-base-image.sh").read_text()
+    assert "debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates" in script
+    assert "/etc/apt/sources.list" in script and "docker import" in script

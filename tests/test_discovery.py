@@ -297,7 +297,7 @@ async def test_start_up_and_first_round_lines_count_every_target(fake_vast, star
     _, page, _ = await exporter.get("/")
     assert page.count("<tr><td>") + page.count('<tr class="down"><td>') == 6
     assert "<th>discovery</th><td>on, listing read every 1s, include ^prod-, exclude -test$" in page
-    assert "<th>instances</th><td>on, every 3600s</td>" in page
+    assert "<th>instances</th><td>on, every 3600s, pages 1s apart</td>" in page
 
 
 async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(

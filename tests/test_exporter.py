@@ -427,6 +427,7 @@ async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, config
 async def test_missing_config_and_missing_key_exit_2(start_exporter, tmp_path) -> None:
     code, log = await run_cli(start_exporter, None, "--config.file", str(tmp_path / "none.yaml"))
     assert code == 2 and "none.yaml" in log and "not found" in log
+    assert "--demo" in log and "config.example.yaml" in log, "what a new user can do instead"
     code, log = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", key=None)
     assert code == 2 and "VAST_API_KEY" in log and "config.yaml" in log
     assert "Traceback" not in log

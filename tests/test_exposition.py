@@ -57,10 +57,24 @@ def snapshot() -> Snapshot:
         polled(lone, False, [], 1.0),
         TargetState(Target("endpoint", 4)),
     ]
+    full = {
+        "price_dollars_per_hour": 12.345678,
+        "storage_price_dollars_per_hour": 0.02,
+        "gpu_utilization_ratio": 0.73,
+        "gpu_temperature_celsius": 71.5,
+        "gpu_memory_total_bytes": 24576 * 2**20,
+        "gpu_memory_used_bytes": 20.5e9,
+        "cpu_utilization_ratio": 0.12,
+        "memory_used_bytes": 1e9,
+        "memory_limit_bytes": 15.7e9,
+        "instance_reliability": 0.97,
+    }
     instances = {
-        "10": Instance("10", ODD, "8", "4242", 'Sweden, "SE"', 12.345678),
-        "11": Instance("11", "RTX 4090", "1", "", "", None),  # no price: info only
-        "999": Instance("999", "H100", "1", "1", "US", 2.5),  # not a worker: not exported
+        "10": Instance("10", ODD, "8", "4242", 'Sweden, "SE"', ODD, full),
+        # no price: info and status only
+        "11": Instance("11", "RTX 4090", "1", "", "", "running", {"gpu_temperature_celsius": 40}),
+        "12": Instance("12", "A100", "1", "7", "US", "", {"price_dollars_per_hour": 1.5}),
+        "999": Instance("999", "H100", "1", "1", "US", "running", full),  # not a worker
     }
     return build_snapshot(states, 300, NOW, instances=instances)
 
@@ -76,8 +90,13 @@ def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -
     snap = snapshot()
     assert render(snap, openmetrics) == reference(snap, openmetrics)
     text = render(snap, openmetrics).decode()
-    assert text.count("vastai_worker_instance_info{") == 2 and 'worker_id="999"' not in text
-    assert text.count("vastai_worker_price_dollars_per_hour{") == 1
+    assert text.count("vastai_worker_instance_info{") == 3 and 'worker_id="999"' not in text
+    assert text.count("vastai_worker_price_dollars_per_hour{") == 2
+    assert text.count("vastai_worker_gpu_utilization_ratio{") == 1
+    assert text.count("vastai_worker_instance_status{") == 2
+    # worker 10 (status ODD, unknown) on an instance whose actual_status is ODD: storage only;
+    # worker 12 ("running") bills compute; worker 11 has no price, so no bill.
+    assert text.count("vastai_worker_billed_dollars_per_hour{") == 2
     empty = build_snapshot((), 300, NOW)
     assert render(empty, openmetrics) == reference(empty, openmetrics)
 

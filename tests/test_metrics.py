@@ -7,7 +7,7 @@ from pathlib import Path
 from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
-from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, WORKER_FIELDS
+from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
 from exporter.metrics import TargetState, build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 
@@ -132,8 +132,8 @@ def test_help_texts_say_the_data_is_cached() -> None:
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
     ]
-    priced = [line for line in polled if "price_dollars" in line or "instance_info" in line]
-    assert len(polled) == 28 and len(listed) == 13 and len(priced) == 2
+    priced = [line for line in polled if "instance list" in line]
+    assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -142,9 +142,9 @@ def test_help_texts_say_the_data_is_cached() -> None:
 def test_readme_documents_every_exported_metric() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
-    text = render(build_snapshot(rows, 300, NOW)).decode()
+    text = render(build_snapshot(rows, 300, NOW, instance_read=(4, 3.5))).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 43
+    assert len(names) == 56
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
@@ -157,6 +157,7 @@ def test_readme_unit_table_follows_the_field_declarations() -> None:
         ("vastai_worker_", WORKER_FIELDS),
         ("vastai_endpoint_", ENDPOINT_FIELDS),
         ("vastai_worker_group_", GROUP_FIELDS),
+        ("vastai_worker_", INSTANCE_FIELDS),
     )
     expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
     rows = [line for line in readme.splitlines() if line in expected]

@@ -36,6 +36,8 @@ REQUIRED_ALERTS = {
     "VastaiEndpointAtMaxWorkers",  # issue 6: capped by max_workers while demand exceeds capacity
     "VastaiEndpointSpendHigh",  # issue 7: spend per endpoint above a configurable threshold
     "VastaiTargetNotReady",  # issue 10: Vast cannot list the target's workers for 30 minutes
+    "VastaiEndpointIdleSpend",  # issue 11: ready workers idle on the GPU cost over a threshold
+    "VastaiWorkerGpuHot",  # issue 11: a GPU over 85 °C for 10 minutes
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -52,6 +54,12 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_cost_dollars_per_million_perf_units:ratio",
     "global:vastai_spend_threshold_dollars_per_hour:default",
     "endpoint:vastai_spend_threshold_dollars_per_hour:effective",
+    # issue 11: what Vast bills, and idle spend with its alert's threshold
+    "endpoint:vastai_worker_billed_dollars_per_hour:sum",
+    "endpoint_gpu:vastai_worker_billed_dollars_per_hour:sum",
+    "endpoint:vastai_idle_spend_dollars_per_hour:sum",
+    "global:vastai_idle_spend_threshold_dollars_per_hour:default",
+    "endpoint:vastai_idle_spend_threshold_dollars_per_hour:effective",
 }
 
 

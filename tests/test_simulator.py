@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -275,9 +276,8 @@ async def test_listings_and_instances(api: Api) -> None:
         body = await api.get(path)
         assert body["success"] is True
         assert {"id", "endpoint_id", "endpoint_name", "gpu_ram"} <= body["results"][0].keys()
-    instances = (await api.get("/api/v0/instances/?owner=me"))["instances"]
     api.clock.advance(FRESH_SECONDS)  # the fresh endpoint lists its workers too
-    instances = (await api.get("/api/v0/instances/?owner=me"))["instances"]
+    instances = await all_instances(api)
     workers = []
     for endpoint in endpoints:
         workers += await api.workers("/get_endpoint_workers/", endpoint["id"])
@@ -285,6 +285,43 @@ async def test_listings_and_instances(api: Api) -> None:
     for inst in instances:
         assert inst["gpu_name"] in {"RTX 4090", "A100 SXM4", "H100 SXM", "RTX 3090"}
         assert 0.1 < inst["dph_total"] / inst["num_gpus"] < 3.5
+        assert 0 <= inst["gpu_util"] <= 100 and 20 < inst["gpu_temp"] < 100
+        assert inst["storage_total_cost"] < inst["dph_total"]
+        assert inst["jupyter_token"] and inst["public_ipaddr"]  # secrets a real record has
+    serving = [i for i in instances if i["actual_status"] == "running" and i["vmem_usage"] > 1]
+    assert serving and max(i["gpu_util"] for i in serving) > 20  # GPUs work with the load
+
+
+async def all_instances(api: Api) -> list[dict[str, Any]]:
+    """Every page of /api/v1/instances/, one request a second as Vast allows."""
+    found, token = [], None
+    while True:
+        query = "" if token is None else f"?after_token={token}"
+        async with api.session.get(api.base + "/api/v1/instances/" + query, headers=AUTH) as resp:
+            if resp.status == 429:
+                assert "Retry-After" not in resp.headers and "too frequent" in await resp.text()
+                await asyncio.sleep(1.0)
+                continue
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["success"] is True and len(body["instances"]) <= 25
+        found += body["instances"]
+        token = body["next_token"]
+        if token is None:
+            return found
+
+
+async def test_instance_list_v1_limits_and_v0_is_gone(api: Api) -> None:
+    async with api.session.get(api.base + "/api/v0/instances/?owner=me", headers=AUTH) as resp:
+        assert resp.status == 410 and (await resp.json())["error"] == "deprecated_endpoint"
+    async with api.session.get(api.base + "/api/v1/instances/?limit=5", headers=AUTH) as resp:
+        assert resp.status == 200 and len((await resp.json())["instances"]) == 5
+    async with api.session.get(api.base + "/api/v1/instances/", headers=AUTH) as resp:
+        assert resp.status == 429  # within a second of the previous call
+    await asyncio.sleep(1.0)
+    bad = "/api/v1/instances/?after_token=nonsense"
+    async with api.session.get(api.base + bad, headers=AUTH) as resp:
+        assert resp.status == 400 and (await resp.json())["error"] == "invalid_token"
 
 
 async def test_demo_targets_cover_everything(api: Api) -> None:
