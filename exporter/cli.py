@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import __version__, simulator
 from .config import (
+    BillingSettings,
     Config,
     ConfigError,
     DiscoverySettings,
@@ -40,7 +41,7 @@ log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
-ACCOUNT_READS = ("listing", "instances")  # target kinds of the periodic account reads
+ACCOUNT_READS = ("listing", "instances", "billing")  # kinds of the periodic account reads
 SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
 SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 GIL_SWITCH_INTERVAL = 0.001
@@ -226,7 +227,8 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress, options: Ru
 
 def demo_config(api_url: str) -> Config:
     """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
-    and its worker groups, found by account discovery; and its instance list (GPUs, prices)."""
+    and its worker groups, found by account discovery; its instance list (GPUs, prices) and
+    its billing (credit, today's charges)."""
     endpoints = tuple(
         Target("endpoint", t.id, t.name, t.id, t.name)
         for t in simulator.demo_targets()
@@ -239,6 +241,7 @@ def demo_config(api_url: str) -> Config:
         targets=endpoints,
         source="--demo",
         instances=InstancesSettings(enabled=True, interval=10.0),
+        billing=BillingSettings(enabled=True, interval=60.0),
     )
 
 
@@ -350,8 +353,8 @@ async def _serve_config(
         "listen": bound,
         "tls": tls is not None,
         "basic_auth": live is not None and live.auth.enabled,
-        # every target known now, the account reads (listing, instances) included; discovered
-        # ones follow the first listing, and the first-round line counts them
+        # every target known now, the account reads (ACCOUNT_READS) included; discovered ones
+        # follow the first listing, and the first-round line counts them
         "targets": len(states),
         "account_reads": sum(state.target.kind in ACCOUNT_READS for state in states),
         "discovery": config.discovery.enabled,

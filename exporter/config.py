@@ -92,6 +92,14 @@ class InstancesSettings:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    """The account's credit and today's charges (needs a key with billing read permission)."""
+
+    enabled: bool = False
+    interval: float = 300.0
+
+
+@dataclass(frozen=True)
 class Target:
     """One thing to poll: an endpoint or a worker group.
 
@@ -118,6 +126,7 @@ class Config:
     targets: tuple[Target, ...] = ()
     source: str = "<defaults>"
     instances: InstancesSettings = field(default_factory=InstancesSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
 
 def parse_duration(value: Any) -> float:
@@ -184,7 +193,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
-    sections = {"vast", "polling", "discovery", "instances", "endpoints", "worker_groups"}
+    sections = {
+        "vast",
+        "polling",
+        "discovery",
+        "instances",
+        "billing",
+        "endpoints",
+        "worker_groups",
+    }
     top = check_mapping(document, "", sections)
     vast = _parse_vast(top.get("vast"))
     polling = _parse_polling(top.get("polling"))
@@ -196,7 +213,8 @@ def parse_config(document: Any, source: str = "<config>") -> Config:
             "no targets: list endpoints or worker groups, or enable discovery", key="endpoints"
         )
     instances = _parse_instances(top.get("instances"))
-    return Config(vast, polling, discovery, endpoints + groups, source, instances)
+    billing = _parse_billing(top.get("billing"))
+    return Config(vast, polling, discovery, endpoints + groups, source, instances, billing)
 
 
 def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -323,6 +341,14 @@ def _parse_instances(value: Any) -> InstancesSettings:
             key="instances.page_interval",
         )
     return InstancesSettings(enabled, interval, page_interval)
+
+
+def _parse_billing(value: Any) -> BillingSettings:
+    section = check_mapping(value, "billing", {"enabled", "interval"})
+    enabled, interval = _listing_schedule(section, "billing", BillingSettings.interval)
+    if interval < 60:
+        raise ConfigError("must be at least 1m (charges change slowly)", key="billing.interval")
+    return BillingSettings(enabled, interval)
 
 
 def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:

@@ -29,6 +29,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from .billing import BillingView
 from .metrics import (
     BILLED_HELP,
     DEPLOYMENT_HELP,
@@ -325,6 +326,7 @@ class MetricsCache:
         self.account = AccountView()
         self.instances: Callable[[], Mapping[str, Instance]] = dict
         self.instance_read: Callable[[], tuple[int, float] | None] = lambda: None
+        self.billing: Callable[[], BillingView | None] = lambda: None
         self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
         self.web_config_successful = True
         self._debounce = debounce
@@ -354,6 +356,7 @@ class MetricsCache:
             self.instances(),
             self.requests(),
             self.instance_read(),
+            self.billing(),
             self.web_config_successful,
         )
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
+from .billing import ITEM_TYPES, TOTAL, BillingView
 from .config import Target
 from .fields import (
     ENDPOINT_FIELDS,
@@ -34,6 +35,8 @@ LISTED = "cached from the last account listing"
 # (metric suffix, HELP) of every worker gauge but status, in exposition order.
 WORKER_FAMILIES = tuple((field.metric, f"{field.help}; {CACHED}.") for field in WORKER_FIELDS)
 LISTED_INSTANCES = "cached from the last instance list"
+BILLED = "cached from the last billing read"
+CHARGE_TYPES = (*ITEM_TYPES, TOTAL)
 # (metric suffix, HELP) of the instance-list gauges per worker, in exposition order.
 INSTANCE_FAMILIES = tuple(
     (field.metric, f"{field.help}; {LISTED_INSTANCES}.") for field in INSTANCE_FIELDS
@@ -120,6 +123,7 @@ class Snapshot:
     account: AccountView = field(default_factory=lambda: AccountView())
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     instance_read: tuple[int, float] | None = None  # pages and seconds of the last read
+    billing: BillingView | None = None  # credit and today's charges, while not stale
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
 
 
@@ -140,6 +144,7 @@ def build_snapshot(
     instances: Mapping[str, Instance] | None = None,
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
     instance_read: tuple[int, float] | None = None,
+    billing: BillingView | None = None,
     web_config_successful: bool = True,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
@@ -177,6 +182,7 @@ def build_snapshot(
         account,
         requests,
         instance_read,
+        billing,
         web_config_successful,
     )
 
@@ -267,6 +273,7 @@ class SnapshotCollector:
         """Target families and build info: few series, rendered by prometheus-client itself."""
         yield from self._target_families()
         yield from self._account_families()
+        yield from self._billing_families()
         info = GaugeMetricFamily(
             "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
         )
@@ -321,6 +328,49 @@ class SnapshotCollector:
         yield from settings.values()
         yield groups
         yield from group_settings.values()
+
+    def _billing_families(self) -> Iterator[Metric]:
+        """Credit and today's charges from the billing read (absent while billing is off)."""
+        found = self._snapshot.billing
+        if found is None:
+            return
+        for name, value, what in (
+            (
+                "credit",
+                found.credit,
+                "Spendable credit of the account (credit, as vastai show user)",
+            ),
+            ("balance", found.balance, "Balance of the account (balance, as vastai show user)"),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(
+                    f"vastai_account_{name}_dollars", f"{what}, dollars; {BILLED}.", value=value
+                )
+        today = f"since 00:00 UTC, by item type (gpu, disk, bwd, bwu) and total; {BILLED}."
+        account = GaugeMetricFamily(
+            "vastai_account_charges_today_dollars",
+            f"Charges of every contract of the account (instances, volumes, serverless) {today}",
+            labels=("type",),
+        )
+        for kind in CHARGE_TYPES:
+            account.add_metric((kind,), found.account.get(kind, 0.0))
+        endpoints = GaugeMetricFamily(
+            "vastai_endpoint_charges_today_dollars",
+            f"Charges of the endpoint's serverless contracts {today}",
+            labels=("endpoint_id", "endpoint_name", "type"),
+        )
+        for endpoint_id, name, amounts in found.endpoints:
+            for kind in CHARGE_TYPES:
+                endpoints.add_metric((endpoint_id, name, kind), amounts.get(kind, 0.0))
+        groups = GaugeMetricFamily(
+            "vastai_worker_group_charges_today_dollars",
+            f"Charges of the worker group's serverless contracts {today}",
+            labels=("worker_group_id", "endpoint_id", "endpoint_name", "type"),
+        )
+        for group_id, endpoint_id, name, amounts in found.groups:
+            for kind in CHARGE_TYPES:
+                groups.add_metric((group_id, endpoint_id, name, kind), amounts.get(kind, 0.0))
+        yield from (account, endpoints, groups)
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:

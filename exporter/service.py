@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from .billing import Billing, BillingReader, BillingView, billing_view
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
@@ -58,6 +59,12 @@ class Exporter:
         self._pacer = TokenBucket(config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
         self._instances = InstanceStore(config.polling.stale_after)
+        self._billing: Billing | None = None
+        self._endpoint_names: dict[int, str] = {}
+        self._billing_reader = BillingReader(
+            lambda: self._client.fetch_user(),
+            lambda start, end, token: self._client.fetch_charges_page(start, end, token),
+        )
         self._instance_reader = InstanceReader(
             lambda ids, token: self._client.fetch_instance_page(ids, token),
             self._polled_worker_ids,
@@ -72,6 +79,7 @@ class Exporter:
         self.cache.requests = self._requests.snapshot
         self.cache.instances = self._instances.current
         self.cache.instance_read = self._instance_read
+        self.cache.billing = self._billing_view
         self.scheduler = Scheduler(self._fetch, polling, self._on_change)
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -156,6 +164,13 @@ class Exporter:
         found = discovered_targets(account, self.config.discovery) if account else []
         listed = {e.id: e.name for e in account.endpoints} if account else {}
         targets = merge_targets(self.config.targets, found, listed)
+        # Endpoint names for the billing read's endpoints: as the targets name them, else
+        # as the listing does.
+        self._endpoint_names = listed | {
+            t.endpoint_id: t.endpoint_name
+            for t in targets
+            if t.endpoint_id is not None and t.endpoint_name
+        }
         self._warn_split_endpoints(found)
         self.scheduler.set_targets(t for t in targets if self.shard.owns(t.kind, t.id))
         self.cache.account = self._account_view(targets)
@@ -212,6 +227,13 @@ class Exporter:
             self._instance_reader.read,
             lambda found: None,  # each page enters the store as it is read
         )
+        self._configure_reader(
+            "billing",
+            config.billing.enabled,
+            config.billing.interval,
+            self._billing_reader.read,
+            self._on_billing,
+        )
 
     def _configure_reader(
         self,
@@ -242,6 +264,21 @@ class Exporter:
             self._account = None
         elif kind == "instances":
             self._instances.clear()
+        elif kind == "billing":
+            self._billing = None
+
+    def _on_billing(self, found: Billing) -> None:
+        self._billing = found
+
+    def _billing_view(self) -> BillingView | None:
+        """The last billing read as this replica exports it; None once stale_after passed
+        since it last succeeded (or when billing is off)."""
+        reader = self._readers.get("billing")
+        if self._billing is None or reader is None or "billing" not in self._reader_tasks:
+            return None
+        if not reader.state.holds_workers(time.monotonic(), self.config.polling.stale_after):
+            return None
+        return billing_view(self._billing, self._endpoint_names, self.shard.owns)
 
     def _polled_worker_ids(self) -> set[str]:
         """The workers this replica exports now: the instances worth reading."""
@@ -318,7 +355,7 @@ class Exporter:
             )
         else:
             found = "off"
-        instances = config.instances
+        instances, billing = config.instances, config.billing
         instance_list = (
             f"on, every {_seconds(instances.interval)}, pages "
             f"{_seconds(instances.page_interval)} apart"
@@ -328,13 +365,14 @@ class Exporter:
         return [
             ("config file", config.source),
             ("API base URL", vast.api_url),
-            ("console URL (listing, instances)", vast.console_url),
+            ("console URL (account reads)", vast.console_url),
             ("request timeout", _seconds(vast.timeout)),
             ("poll interval", f"{_seconds(polling.interval)} (up to 5% jitter)"),
             ("concurrency", str(polling.concurrency)),
             ("stale after", _seconds(polling.stale_after)),
             ("discovery", found),
             ("instances", instance_list),
+            ("billing", f"on, every {_seconds(billing.interval)}" if billing.enabled else "off"),
             ("shard", f"{self.shard.index} of {self.shard.count}"),
         ]
 

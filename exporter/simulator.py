@@ -29,6 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from . import instance_list
+from .parsing import Instance
+from .pricing import billing_state
+from .sim_billing import SimulatedBilling, WorkerBill
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +238,9 @@ class Simulation:
         self._event_in = self._rng.uniform(4, 8)
         self._event_n = 0
         self._t0 = float(clock())
+        self._billing = SimulatedBilling()
         self._populate(self._t0)
+        self._billing.seed(self._t0, ((self._bill(w), w.started_at) for w in self._workers))
         self._step(self._t0)
         self._seed_rolling()
         self._next_step = self._t0 + 1.0
@@ -280,6 +285,16 @@ class Simulation:
         if form == 1:
             return Fault(429, text="API requests too frequent, please slow down")
         return Fault(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
+
+    def user(self) -> dict[str, Any]:
+        """The account as GET /api/v0/users/current/ shows it: its credit falls as it spends."""
+        self._sync()
+        return self._billing.user(USER_ID)
+
+    def charges(self, query: Any) -> tuple[int, Any]:
+        """GET /api/v0/charges/ for a query string: today's charges, growing through the day."""
+        self._sync()
+        return self._billing.charges(query)
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Endpoint records as GET /api/v0/endptjobs/ lists them."""
@@ -369,6 +384,20 @@ class Simulation:
             self._apply_load(spec, t)
         for w in self._workers:
             self._update_telemetry(w)
+        self._billing.step(t, (self._bill(w) for w in self._workers))
+
+    def _bill(self, w: _Worker) -> WorkerBill:
+        status = w.group.ready_label if w.state == "ready" else w.state
+        instance = self._instance(w)
+        state = billing_state(status, _billing_instance(instance["actual_status"]))
+        return WorkerBill(
+            w.id,
+            w.group.endpoint_id,
+            w.group.id,
+            state,
+            w.dph_total,
+            instance["storage_total_cost"],
+        )
 
     # ----- lifecycle ------------------------------------------------------------------------
 
@@ -654,6 +683,11 @@ class Simulation:
         return d
 
 
+def _billing_instance(actual_status: str) -> Instance:
+    """Just enough of an Instance for pricing.billing_state to read its actual_status."""
+    return Instance("", "", "", "", "", actual_status, {})
+
+
 def demo_targets() -> list[DemoTarget]:
     """What ``--demo`` polls: every simulated endpoint and every worker group."""
     endpoints = [DemoTarget("endpoint", e.id, e.name, None) for e in _ENDPOINTS]
@@ -666,6 +700,7 @@ def demo_targets() -> list[DemoTarget]:
 _SIM_KEY = web.AppKey("simulation", Simulation)
 _API_KEY = web.AppKey("api_key", object)  # str | None
 _RATE_KEY = web.AppKey("instances_rate_limit", instance_list.RateLimit)
+_CHARGES_RATE_KEY = web.AppKey("charges_rate_limit", instance_list.RateLimit)
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -771,6 +806,28 @@ async def _instances_v1(request: web.Request) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def _user(request: web.Request) -> web.Response:
+    if not _authorized(request, _bearer(request)):
+        return _unauthorized()
+    return web.json_response(request.app[_SIM_KEY].user())
+
+
+async def _charges(request: web.Request) -> web.Response:
+    """GET /api/v0/charges/: 403 without a key (show_charges.yaml), one request a second."""
+    key = _bearer(request)
+    if not key:
+        return web.json_response(
+            {"success": False, "error": "auth_error", "msg": "This action requires login."},
+            status=403,
+        )
+    if not _authorized(request, key):
+        return _unauthorized()
+    if not request.app[_CHARGES_RATE_KEY].allows(key):
+        return _text(429, instance_list.TOO_FAST)
+    status, body = request.app[_SIM_KEY].charges(request.query)
+    return web.json_response(body, status=status)
+
+
 async def _instances_v0(request: web.Request) -> web.Response:
     """The retired v0 list: HTTP 410 deprecated_endpoint."""
     if not _authorized(request, _bearer(request)):
@@ -791,6 +848,9 @@ def create_app(sim: Simulation, api_key: str | None = None) -> web.Application:
     app.router.add_get("/api/v0/workergroups/", groups)
     app.router.add_get("/api/v0/autojobs/", groups)
     app[_RATE_KEY] = instance_list.RateLimit()
+    app[_CHARGES_RATE_KEY] = instance_list.RateLimit()
+    app.router.add_get("/api/v0/users/current/", _user)
+    app.router.add_get("/api/v0/charges/", _charges)
     app.router.add_get(instance_list.PATH, _instances_v1)
     app.router.add_get(instance_list.V0_PATH, _instances_v0)
     return app

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from . import __version__
+from . import __version__, billing
 from .config import Target
 from .fields import INSTANCE_COLUMNS
 from .logs import REDACTED
@@ -51,6 +51,8 @@ LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
 # v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
 INSTANCES_PATH = "/api/v1/instances/"
 INSTANCES_PAGE_SIZE = 25  # show_instances.yaml: "Default 25, max 25"
+USER_PATH = "/api/v0/users/current/"  # show_user.yaml
+CHARGES_PATH = "/api/v0/charges/"  # show_charges.yaml
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -149,6 +151,28 @@ class VastClient:
         with self._scrubbed():
             return await self._get_listing(INSTANCES_PATH, parse_instance_page, params)
 
+    async def fetch_user(self) -> tuple[float | None, float | None]:
+        """The account's (credit, balance); the rest of the user record is dropped unread."""
+        with self._scrubbed():
+            return await self._get_listing(USER_PATH, billing.parse_user)
+
+    async def fetch_charges_page(
+        self, day_start: int, day_end: int, after_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the day's charges of every contract type, serverless ones in tree
+        format (show_charges.yaml: select_filters with a UTC day range, format=tree)."""
+        params = {
+            "select_filters": json.dumps(
+                {"day": {"gte": day_start, "lte": day_end}}, separators=(",", ":")
+            ),
+            "format": "tree",
+            "limit": str(billing.PAGE_SIZE),
+        }
+        if after_token is not None:
+            params["after_token"] = after_token
+        with self._scrubbed():
+            return await self._get_listing(CHARGES_PATH, billing.charges_page, params)
+
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
         """Re-raise a PollError (or NotReady) whose message echoes the key with the key redacted."""
@@ -170,6 +194,9 @@ class VastClient:
         status, headers, body = await self._request("GET", "console", path, params=params)
         if path == LISTING_ENDPOINTS_PATH and status == 400 and b"No endpoints" in body:
             return parse({"results": []})  # how Vast says "this account has no endpoints"
+        if status == 404 and path in (USER_PATH, CHARGES_PATH):
+            # show_charges.yaml: 404 "when the supplied API key does not match any user"
+            raise PollError("auth", f"HTTP 404: {body_message(body)}")
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         # Listing bodies hold secrets (endpoint api_keys, instance tokens): an error about one

@@ -26,6 +26,10 @@ WORKERGROUPS_PATH = "/api/v0/workergroups/"
 AUTOJOBS_PATH = "/api/v0/autojobs/"
 INSTANCES_PATH = instance_list.PATH
 INSTANCES_V0_PATH = instance_list.V0_PATH
+USER_PATH = "/api/v0/users/current/"
+CHARGES_PATH = "/api/v0/charges/"
+USER_EMAIL = "someone@example.com"
+USER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser someone@laptop"
 AUTOGROUP_PATH = "/get_autogroup_workers/"
 WORKERGROUP_PATH = "/get_workergroup_workers/"
 
@@ -97,14 +101,26 @@ class FakeVast:
     def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        self.listing_paths = (ENDPTJOBS_PATH, WORKERGROUPS_PATH, INSTANCES_PATH, INSTANCES_V0_PATH)
+        self.listing_paths = (
+            ENDPTJOBS_PATH,
+            WORKERGROUPS_PATH,
+            INSTANCES_PATH,
+            INSTANCES_V0_PATH,
+            USER_PATH,
+            CHARGES_PATH,
+        )
         # Account listing answers by path; an account without endpoints, as Vast answers it.
         self.listings: dict[str, Behaviour | Callable[[], Behaviour]] = {
             ENDPTJOBS_PATH: failure(400, "No endpoints for user 42 found."),
             WORKERGROUPS_PATH: failure(200, {"success": True, "results": []}),
             AUTOJOBS_PATH: failure(200, {"success": True, "results": []}),
             INSTANCES_V0_PATH: failure(410, instance_list.V0_GONE),
+            USER_PATH: failure(200, user_record(credit=120.5, balance=-3.25)),
         }
+        # Today's charges, page by page (tree format), as show_charges.yaml documents them;
+        # `charges_refusal` answers instead, e.g. 403 for a key without billing permission.
+        self.charge_pages: list[list[dict[str, Any]]] = [[]]
+        self.charges_refusal: Behaviour | None = None
         # The v1 instance list: records answered as Vast pages and filters them; optionally
         # its one-request-a-second limit, and a failure instead of the Nth request.
         self.instance_records: list[dict[str, Any]] = []
@@ -135,7 +151,14 @@ class FakeVast:
         app.router.add_post(ENDPOINT_PATH, self._handle)
         app.router.add_post(AUTOGROUP_PATH, self._handle)
         app.router.add_post(WORKERGROUP_PATH, self._handle)
-        for path in (ENDPTJOBS_PATH, WORKERGROUPS_PATH, AUTOJOBS_PATH, *instance_list_paths()):
+        for path in (
+            ENDPTJOBS_PATH,
+            WORKERGROUPS_PATH,
+            AUTOJOBS_PATH,
+            USER_PATH,
+            CHARGES_PATH,
+            *instance_list_paths(),
+        ):
             app.router.add_get(path, self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -206,6 +229,8 @@ class FakeVast:
     async def _listing(self, request: web.Request) -> web.StreamResponse:
         if request.path == INSTANCES_PATH:
             return await self._instances(request)
+        if request.path == CHARGES_PATH:
+            return await self._charges(request)
         behaviour = self.listings[request.path]
         if callable(behaviour):
             behaviour = behaviour()
@@ -221,6 +246,35 @@ class FakeVast:
         records = [r for r in self.instance_records if isinstance(r.get("id"), int)]
         status, body = instance_list.answer(records, request.query)
         return web.json_response(body, status=status)
+
+    async def _charges(self, request: web.Request) -> web.StreamResponse:
+        if self.charges_refusal is not None:
+            return await self._answer(request, self.charges_refusal)
+        try:
+            day = json.loads(request.query["select_filters"])["day"]
+            int(day["gte"]), int(day["lte"])
+        except (KeyError, ValueError, TypeError):
+            message = "Must provide both 'day' gte and lte filters for instance charges"
+            return web.json_response({"success": False, "msg": message}, status=400)
+        token = request.query.get("after_token")
+        index = 0
+        if token is not None:
+            number = token.removeprefix("page-")
+            index = int(number) if token.startswith("page-") and number.isdigit() else -1
+        if not 0 <= index < len(self.charge_pages):
+            body = {"success": False, "error": "invalid_token", "msg": "Invalid pagination token"}
+            return web.json_response(body, status=400)
+        more = index + 1 < len(self.charge_pages)
+        page = self.charge_pages[index]
+        return web.json_response(
+            {
+                "success": True,
+                "count": len(page),
+                "total": sum(map(len, self.charge_pages)),
+                "next_token": f"page-{index + 1}" if more else None,
+                "results": page,
+            }
+        )
 
     async def _answer(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         if behaviour.delay:
@@ -348,3 +402,49 @@ def instance(instance_id: int, gpu_name: str, dph_total: float | None, **fields:
     }
     base.update(fields)
     return base
+
+
+def user_record(credit: float | None, balance: float | None) -> dict[str, Any]:
+    """/api/v0/users/current/ as show_user.yaml documents it, with the personal data it holds."""
+    return {
+        "id": 42,
+        "key_id": 9001,
+        "email": USER_EMAIL,
+        "ssh_key": USER_SSH_KEY,
+        "balance": balance,
+        "credit": credit,
+        "sid": "session-id-123",
+    }
+
+
+def charge_item(kind: str, amount: float) -> dict[str, Any]:
+    return {"start": 0, "end": 0, "type": kind, "source": None, "description": kind,
+            "amount": amount, "metadata": {}, "items": []}  # fmt: skip
+
+
+def contract(kind: str, ident: int, metadata: dict | None = None, **items: float) -> dict:
+    """A contract of the charges tree (an instance or volume) with its items by type."""
+    return {
+        "start": 0,
+        "end": 0,
+        "type": kind,
+        "source": f"{kind}-{ident}",
+        "description": f"{kind} {ident}",
+        "amount": round(sum(items.values()), 3),
+        "metadata": metadata or {},
+        "items": [charge_item(k, v) for k, v in items.items()],
+    }
+
+
+def wrapper(source: str, children: list[dict], **metadata: int) -> dict[str, Any]:
+    """A tree-format serverless wrapper: endpoint-<id> or workergroup-<id>."""
+    return {
+        "start": 0,
+        "end": 0,
+        "type": "serverless",
+        "source": source,
+        "description": source,
+        "amount": round(sum(c["amount"] for c in children), 3),
+        "metadata": metadata,
+        "items": children,
+    }
