@@ -64,6 +64,11 @@ EXPORTED_METRICS = {
     "vastai_worker_gpu_temperature_celsius",
     "vastai_worker_gpu_memory_used_bytes",
     "vastai_worker_gpu_memory_total_bytes",
+    # account billing (issue 13)
+    "vastai_account_credit_dollars",
+    "vastai_account_balance_dollars",
+    "vastai_account_charges_today_dollars",
+    "vastai_endpoint_charges_today_dollars",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which exists only where
 # the rules define it (a default and per-endpoint overrides). Its panel says so in its description.
@@ -401,7 +406,7 @@ def test_cost_panels():
     ]
     assert len(money) >= 6
     for panel in money:
-        if panel["type"] != "table":
+        if panel["type"] != "table" and panel["title"] != "Credit runway":  # hours of money
             assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
 
 

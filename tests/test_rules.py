@@ -38,6 +38,8 @@ REQUIRED_ALERTS = {
     "VastaiTargetNotReady",  # issue 10: Vast cannot list the target's workers for 30 minutes
     "VastaiEndpointIdleSpend",  # issue 11: ready workers idle on the GPU cost over a threshold
     "VastaiWorkerGpuHot",  # issue 11: a GPU over 85 °C for 10 minutes
+    "VastaiCreditLow",  # issue 13: the credit lasts under 48 hours at the current spend
+    "VastaiCreditCritical",  # issue 13: ... under 6 hours
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -60,6 +62,8 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_idle_spend_dollars_per_hour:sum",
     "global:vastai_idle_spend_threshold_dollars_per_hour:default",
     "endpoint:vastai_idle_spend_threshold_dollars_per_hour:effective",
+    # issue 13: how long the credit lasts
+    "account:vastai_credit_runway:hours",
 }
 
 
