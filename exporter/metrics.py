@@ -124,6 +124,7 @@ class Snapshot:
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     instance_read: tuple[int, float] | None = None  # pages and seconds of the last read
     billing: BillingView | None = None  # credit and today's charges, while not stale
+    web_config_successful: bool = True  # the last read of --web.config.file (True without one)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def build_snapshot(
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
     instance_read: tuple[int, float] | None = None,
     billing: BillingView | None = None,
+    web_config_successful: bool = True,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -172,7 +174,16 @@ def build_snapshot(
             row.instance = instances.get(row.worker.id)
     reload, account = reload or ReloadStatus(), account or AccountView()
     return Snapshot(
-        states, tuple(rows.values()), held, now, reload, account, requests, instance_read, billing
+        states,
+        tuple(rows.values()),
+        held,
+        now,
+        reload,
+        account,
+        requests,
+        instance_read,
+        billing,
+        web_config_successful,
     )
 
 
@@ -278,6 +289,11 @@ class SnapshotCollector:
             "vastai_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration (re)load",
             value=reload.success_timestamp,
+        )
+        yield GaugeMetricFamily(
+            "vastai_exporter_web_config_last_reload_successful",
+            "1 if the last read of the web config file succeeded (also without one), else 0",
+            value=1 if self._snapshot.web_config_successful else 0,
         )
 
     def _account_families(self) -> Iterator[Metric]:
