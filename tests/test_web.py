@@ -540,11 +540,10 @@ async def test_a_flood_of_wrong_passwords_is_refused_without_a_backlog(monkeypat
     counting = CountingCheck(delay=0.2)
     auth = BasicAuth({user: hashed.encode() for user, hashed in users().items()})
     monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
-    started = time.monotonic()
     results = await asyncio.gather(*(auth.check("prometheus", f"guess-{i}") for i in range(200)))
     assert not any(results)
-    assert counting.calls <= 16  # the rest were refused at once, unchecked
-    assert time.monotonic() - started < 3.0  # 16 checks on 2 threads, not 200
+    # No backlog: the rest were refused at once, unchecked (a count, not a wall-clock margin).
+    assert counting.calls <= 16
     assert await auth.check("prometheus", PASSWORD)  # and the right one still gets in
     auth.close()
 
