@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from .config import (
     PollingSettings,
     Target,
     VastSettings,
+    config_schema,
     load_config,
     resolve_api_key,
 )
@@ -35,12 +37,13 @@ from .discovery import Shard
 from .logs import LEVELS, RedactingFilter, setup_logging
 from .server import ExporterApp
 from .service import Exporter
-from .webconfig import BasicAuth, WebConfig, build_ssl_context, load_web_config
+from .webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
+ACCOUNT_READS = ("listing", "instances", "billing")  # kinds of the periodic account reads
 SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
 SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 GIL_SWITCH_INTERVAL = 0.001
@@ -102,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config: TLS and basic auth (promtool check web-config format)",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload (off by default: 403; SIGHUP always reloads)",
+    )
+    parser.add_argument(
         "--shard.index",
         dest="shard_index",
         type=int,
@@ -126,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config",
         action="store_true",
         help="validate the config file and find the API key, then exit 0 (valid) or 2",
+    )
+    parser.add_argument(
+        "--config.schema",
+        dest="config_schema",
+        action="store_true",
+        help="print the JSON Schema of the config file (for editors) and exit",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
@@ -153,8 +168,9 @@ class RunOptions:
 
     config_path: str | None
     redactor: RedactingFilter
-    web_config: WebConfig = field(default_factory=WebConfig)
+    web_config: LiveWebConfig | None = None  # --web.config.file, watched for changes
     shard: Shard = field(default_factory=Shard)
+    lifecycle: bool = False  # --web.enable-lifecycle: POST /-/reload is served
 
 
 def parse_shard(index: int, count: int) -> Shard:
@@ -178,11 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"{PROG} {__version__}")
         return 0
+    if args.config_schema:
+        return _print(json.dumps(config_schema(), indent=2))
     redactor = setup_logging(args.log_level, args.log_format)
     try:
-        web_config = load_web_config(args.web_config) if args.web_config else WebConfig()
+        web_config = LiveWebConfig(args.web_config) if args.web_config else None
         if args.demo:
-            options = RunOptions(None, redactor, web_config, shard)
+            options = RunOptions(None, redactor, web_config, shard, args.enable_lifecycle)
             return _run(None, DEMO_API_KEY, listen, options)
         config = load_config(args.config_file)
         api_key = resolve_api_key(config)
@@ -193,7 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config_file}: OK ({len(config.targets)} targets, API key found)")
         return 0
     redactor.add_secret(api_key)
-    return _run(config, api_key, listen, RunOptions(args.config_file, redactor, web_config, shard))
+    options = RunOptions(args.config_file, redactor, web_config, shard, args.enable_lifecycle)
+    return _run(config, api_key, listen, options)
+
+
+def _print(text: str) -> int:
+    """Print to stdout; a reader that stops early (`| head`) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def _fail(message: str) -> int:
@@ -300,42 +328,98 @@ async def _serve_config(
         config, api_key, options.config_path, options.redactor.add_secret, options.shard
     )
     cleanups.append(exporter.close)
-    web_config = options.web_config
-    auth = BasicAuth(web_config.users) if web_config.users else None
+    live = options.web_config
+    if live is not None:
+        live.on_status = lambda successful: _web_config_status(exporter, successful)
+
+    async def reload() -> str | None:
+        """SIGHUP or POST /-/reload: the web config too, if it changed; then the config."""
+        if live is not None:
+            try:
+                await live.check()
+            except Exception:  # the config reload goes ahead
+                log.exception("web config: checking for changes failed")
+        return await exporter.reload()
+
     app = ExporterApp(
-        exporter.cache, exporter.reload, auth, web_config.headers, options.redactor.redact
+        exporter.cache,
+        reload,
+        live.auth if live is not None else None,
+        (lambda: live.headers) if live is not None else dict,
+        options.redactor.redact,
+        lifecycle=options.lifecycle,
+        settings=lambda: _settings(exporter, options),
     )
     runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     cleanups.append(runner.cleanup)
-    tls = build_ssl_context(web_config.tls) if web_config.tls else None
+    tls = live.context if live is not None else None
     try:
         await web.TCPSite(runner, listen.host, listen.port, ssl_context=tls).start()
     except OSError as exc:
         where = f"{listen.host or ''}:{listen.port}"
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, exporter)
+    if live is not None:
+        watcher = asyncio.create_task(live.run(), name="web config")
+        cleanups.append(lambda: _cancel(watcher))
+        cleanups.append(_closer(live))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, reload)
+    exporter.start()
     bound = ",".join(_format_address(address) for address in runner.addresses)
+    states = exporter.states()
     fields = {
         "version": __version__,
         "listen": bound,
         "tls": tls is not None,
-        "basic_auth": auth is not None,
-        "targets": len(config.targets),
+        "basic_auth": live is not None and live.auth.enabled,
+        # every target known now, the account reads (ACCOUNT_READS) included; discovered ones
+        # follow the first listing, and the first-round line counts them
+        "targets": len(states),
+        "account_reads": sum(state.target.kind in ACCOUNT_READS for state in states),
         "discovery": config.discovery.enabled,
         "shard": f"{options.shard.index}/{options.shard.count}",
         "interval": f"{config.polling.interval:g}s",
         "config": config.source,
+        "lifecycle": options.lifecycle,
     }
     log.info("vastai-exporter started", extra={"fields": fields})
-    exporter.start()
     await stop.wait()
     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     log.info("shutting down")
 
 
-def _reload_soon(exporter: Exporter) -> None:
-    task = asyncio.get_running_loop().create_task(exporter.reload(), name="reload")
+def _settings(exporter: Exporter, options: RunOptions) -> list[tuple[str, str]]:
+    lifecycle = "on (POST /-/reload)" if options.lifecycle else "off (--web.enable-lifecycle)"
+    settings = [*exporter.settings(), ("lifecycle API", lifecycle)]
+    live = options.web_config
+    if live is not None:
+        current = live.web_config
+        state = "last read applied" if live.successful else "last read refused, previous in force"
+        users = len(current.users)
+        summary = f"TLS {'on' if current.tls else 'off'}, {users} basic auth users; {state}"
+        settings.append(("web config", f"{live.path}: {summary}"))
+    return settings
+
+
+def _web_config_status(exporter: Exporter, successful: bool) -> None:
+    exporter.cache.web_config_successful = successful
+    exporter.cache.mark_changed()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _closer(live: LiveWebConfig) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        live.close()
+
+    return close
+
+
+def _reload_soon(reload: Callable[[], Awaitable[object]]) -> None:
+    task = asyncio.get_running_loop().create_task(reload(), name="reload")
     _RELOADS.add(task)
     task.add_done_callback(_RELOADS.discard)
 

@@ -6,10 +6,8 @@ silently ignored becomes a target that is never polled.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,10 +15,23 @@ from typing import Any
 
 import yaml
 
-API_KEY_ENV = "VAST_API_KEY"
+from .settings import (
+    BOOL,
+    DURATION,
+    PATH,
+    POSITIVE_INT,
+    RATE,
+    REGEX,
+    SIZE,
+    URL,
+    Minimum,
+    parse_section,
+    section_schema,
+    setting,
+)
+from .settings import parse_duration as parse_duration  # re-exported: a public helper
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+API_KEY_ENV = "VAST_API_KEY"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -49,32 +60,58 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+# A listing is rate-limited per key: reading it more than once a second only earns 429s.
+ONCE_A_SECOND = Minimum(1.0, "must be at least 1s (Vast rate-limits it)")
+
+
 @dataclass(frozen=True)
 class VastSettings:
-    api_url: str = "https://run.vast.ai"
-    console_url: str = "https://console.vast.ai"
-    api_key_file: str | None = None
-    timeout: float = 10.0
-    max_response_bytes: int = 32 * 1024 * 1024
+    """Where the Vast API is, and how the exporter talks to it."""
+
+    api_url: str = setting("https://run.vast.ai", URL, "Host of the worker-list calls")
+    console_url: str = setting(
+        "https://console.vast.ai", URL, "Host of the account reads (listing, instances, billing)"
+    )
+    api_key_file: str | None = setting(
+        None, PATH, "File holding the API key; else the VAST_API_KEY environment variable"
+    )
+    timeout: float = setting(10.0, DURATION, "Timeout of one request")
+    max_response_bytes: int = setting(
+        32 * 1024 * 1024, SIZE, "A larger answer is refused (invalid_response), unread"
+    )
 
 
 @dataclass(frozen=True)
 class PollingSettings:
-    interval: float = 30.0
-    concurrency: int = 8
-    stale_after: float = 300.0
-    max_workers_per_target: int = 10_000
-    max_requests_per_second: float = 0.0  # worker-list requests; 0: no limit
+    """How the worker lists are polled."""
+
+    interval: float = setting(30.0, DURATION, "Time between two polls of one target")
+    concurrency: int = setting(8, POSITIVE_INT, "Requests in flight at most")
+    stale_after: float = setting(
+        300.0, DURATION, "How long a failing target's last-known workers stay exported"
+    )
+    max_workers_per_target: int = setting(
+        10_000, POSITIVE_INT, "Workers past this many in one answer are dropped"
+    )
+    max_requests_per_second: float = setting(
+        0.0, RATE, "Worker-list requests per second at most, over all targets; 0: no limit"
+    )
 
 
 @dataclass(frozen=True)
 class DiscoverySettings:
     """Account discovery: poll every endpoint and worker group the account listing shows."""
 
-    enabled: bool = False
-    interval: float = 300.0
-    include: str | None = None  # regex on endpoint_name
-    exclude: str | None = None
+    enabled: bool = setting(False, BOOL, "Poll what the account listing shows")
+    interval: float = setting(
+        300.0, DURATION, "How often the account listing is read", ONCE_A_SECOND
+    )
+    include: str | None = setting(
+        None, REGEX, "Only endpoints whose endpoint_name matches", nullable=True
+    )
+    exclude: str | None = setting(
+        None, REGEX, "No endpoint whose endpoint_name matches", nullable=True
+    )
 
     def wants(self, endpoint_name: str) -> bool:
         if self.include is not None and not re.search(self.include, endpoint_name):
@@ -86,17 +123,42 @@ class DiscoverySettings:
 class InstancesSettings:
     """The account's v1 instance list: each worker's price, GPU and memory."""
 
-    enabled: bool = False
-    interval: float = 60.0
-    page_interval: float = 1.0  # Vast allows one request a second on this path
+    enabled: bool = setting(False, BOOL, "Read the v1 instance list for the polled workers")
+    interval: float = setting(
+        60.0,
+        DURATION,
+        "A read starts this often, or when the previous one ends if later",
+        ONCE_A_SECOND,
+    )
+    page_interval: float = setting(
+        1.0,
+        DURATION,
+        "Pages of a read at least this far apart",
+        Minimum(1.0, "must be at least 1s (Vast allows one request a second on the instance list)"),
+    )
 
 
 @dataclass(frozen=True)
 class BillingSettings:
     """The account's credit and today's charges (needs a key with billing read permission)."""
 
-    enabled: bool = False
-    interval: float = 300.0
+    enabled: bool = setting(False, BOOL, "Read the credit and today's charges")
+    interval: float = setting(
+        300.0,
+        DURATION,
+        "How often the billing read runs",
+        Minimum(60.0, "must be at least 1m (charges change slowly)"),
+    )
+
+
+# Section name -> its declaration, in the order of config.example.yaml.
+SECTIONS: dict[str, type] = {
+    "vast": VastSettings,
+    "polling": PollingSettings,
+    "discovery": DiscoverySettings,
+    "instances": InstancesSettings,
+    "billing": BillingSettings,
+}
 
 
 @dataclass(frozen=True)
@@ -127,19 +189,6 @@ class Config:
     source: str = "<defaults>"
     instances: InstancesSettings = field(default_factory=InstancesSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `500ms`, `10s`, `5m`, `1h` or a plain number; positive and finite only."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)  # OverflowError for absurd integers: reported by the caller
-    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 500ms, 10s, 5m or 1h, got {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"must be a positive duration, got {value!r}")
-    return seconds
 
 
 def load_yaml_file(path: str | os.PathLike[str]) -> Any:
@@ -193,28 +242,52 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(document: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed YAML document."""
+    top = check_mapping(document, "", {*SECTIONS, "endpoints", "worker_groups"})
     sections = {
-        "vast",
-        "polling",
-        "discovery",
-        "instances",
-        "billing",
-        "endpoints",
-        "worker_groups",
+        name: parse_section(cls, top.get(name), name, check_mapping, _error)
+        for name, cls in SECTIONS.items()
     }
-    top = check_mapping(document, "", sections)
-    vast = _parse_vast(top.get("vast"))
-    polling = _parse_polling(top.get("polling"))
-    discovery = _parse_discovery(top.get("discovery"))
     endpoints = _parse_endpoints(top.get("endpoints"))
     groups = _parse_worker_groups(top.get("worker_groups"), endpoints)
-    if not endpoints and not groups and not discovery.enabled:
+    if not endpoints and not groups and not sections["discovery"].enabled:
         raise ConfigError(
             "no targets: list endpoints or worker groups, or enable discovery", key="endpoints"
         )
-    instances = _parse_instances(top.get("instances"))
-    billing = _parse_billing(top.get("billing"))
-    return Config(vast, polling, discovery, endpoints + groups, source, instances, billing)
+    return Config(targets=endpoints + groups, source=source, **sections)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of config.yaml, from the section declarations (--config.schema)."""
+    target = {"type": "integer", "minimum": 0}
+    name = {"type": ["string", "integer"]}
+
+    def target_list(description: str, properties: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id"],
+            "properties": properties,
+        }
+        return {"type": "array", "description": description, "items": item}
+
+    properties = {
+        section: section_schema(cls, (cls.__doc__ or "").strip())
+        for section, cls in SECTIONS.items()
+    }
+    properties["endpoints"] = target_list(
+        "Endpoints to poll (POST /get_endpoint_workers/)", {"id": target, "name": name}
+    )
+    properties["worker_groups"] = target_list(
+        "Worker groups to poll (POST /get_autogroup_workers/)",
+        {"id": target, "endpoint_id": target, "name": name},
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "vastai-exporter configuration",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+    }
 
 
 def resolve_api_key(config: Config, environ: dict[str, str] | None = None) -> str:
@@ -267,162 +340,8 @@ def check_mapping(value: Any, key: str, allowed: set[str] | None) -> dict[str, A
     return value
 
 
-def _field(key: str, parse: Any, value: Any) -> Any:
-    try:
-        return parse(value)
-    except (ValueError, OverflowError) as exc:
-        raise ConfigError(str(exc), key=key) from None
-
-
-def _parse_vast(value: Any) -> VastSettings:
-    keys = {"api_url", "console_url", "api_key_file", "timeout", "max_response_bytes"}
-    section = check_mapping(value, "vast", keys)
-    defaults = VastSettings()
-    key_file = section.get("api_key_file")
-    if key_file is not None and (not isinstance(key_file, str) or not key_file.strip()):
-        raise ConfigError("expected a file path", key="vast.api_key_file")
-    return VastSettings(
-        api_url=_field("vast.api_url", _url, section.get("api_url", defaults.api_url)),
-        console_url=_field(
-            "vast.console_url", _url, section.get("console_url", defaults.console_url)
-        ),
-        api_key_file=key_file,
-        timeout=_duration(section, "vast", "timeout", defaults.timeout),
-        max_response_bytes=_field(
-            "vast.max_response_bytes",
-            parse_size,
-            section.get("max_response_bytes", defaults.max_response_bytes),
-        ),
-    )
-
-
-def _parse_polling(value: Any) -> PollingSettings:
-    keys = {
-        "interval",
-        "concurrency",
-        "stale_after",
-        "max_workers_per_target",
-        "max_requests_per_second",
-    }
-    section = check_mapping(value, "polling", keys)
-    defaults = PollingSettings()
-    return PollingSettings(
-        interval=_duration(section, "polling", "interval", defaults.interval),
-        concurrency=_positive_int(section, "concurrency", defaults.concurrency),
-        stale_after=_duration(section, "polling", "stale_after", defaults.stale_after),
-        max_workers_per_target=_positive_int(
-            section, "max_workers_per_target", defaults.max_workers_per_target
-        ),
-        max_requests_per_second=_rate(section.get("max_requests_per_second", 0)),
-    )
-
-
-def _rate(value: Any) -> float:
-    """A request rate: a finite number of requests per second, 0 (no limit) or more."""
-    key = "polling.max_requests_per_second"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"expected a number of requests per second, got {value!r}", key=key)
-    try:
-        rate = float(value)
-    except OverflowError:
-        raise ConfigError(f"too large: {value!r}", key=key) from None
-    if not math.isfinite(rate) or rate < 0:
-        raise ConfigError(f"must be 0 (no limit) or a positive number, got {value!r}", key=key)
-    return rate
-
-
-def _parse_instances(value: Any) -> InstancesSettings:
-    section = check_mapping(value, "instances", {"enabled", "interval", "page_interval"})
-    enabled, interval = _listing_schedule(section, "instances", InstancesSettings.interval)
-    page_interval = _duration(section, "instances", "page_interval", 1.0)
-    if page_interval < 1:
-        raise ConfigError(
-            "must be at least 1s (Vast allows one request a second on the instance list)",
-            key="instances.page_interval",
-        )
-    return InstancesSettings(enabled, interval, page_interval)
-
-
-def _parse_billing(value: Any) -> BillingSettings:
-    section = check_mapping(value, "billing", {"enabled", "interval"})
-    enabled, interval = _listing_schedule(section, "billing", BillingSettings.interval)
-    if interval < 60:
-        raise ConfigError("must be at least 1m (charges change slowly)", key="billing.interval")
-    return BillingSettings(enabled, interval)
-
-
-def _listing_schedule(section: dict[str, Any], name: str, default: float) -> tuple[bool, float]:
-    """`enabled` and `interval` (at least 1 s: Vast rate-limits listings) of a listing section."""
-    enabled = section.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"expected true or false, got {enabled!r}", key=f"{name}.enabled")
-    interval = _duration(section, name, "interval", default)
-    if interval < 1:
-        raise ConfigError("must be at least 1s (Vast rate-limits it)", key=f"{name}.interval")
-    return enabled, interval
-
-
-def _parse_discovery(value: Any) -> DiscoverySettings:
-    section = check_mapping(value, "discovery", {"enabled", "interval", "include", "exclude"})
-    enabled, interval = _listing_schedule(section, "discovery", DiscoverySettings.interval)
-    patterns = {}
-    for name in ("include", "exclude"):
-        pattern, key = section.get(name), f"discovery.{name}"
-        if pattern is None:
-            continue
-        if not isinstance(pattern, str):
-            raise ConfigError(f"expected a regular expression, got {pattern!r}", key=key)
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"not a valid regular expression: {exc}", key=key) from None
-        patterns[name] = pattern
-    return DiscoverySettings(enabled, interval, **patterns)
-
-
-def _positive_int(section: dict[str, Any], name: str, default: int) -> int:
-    value = section.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, got {value!r}", key=f"polling.{name}")
-    return value
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}
-_SIZE_UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30})
-
-
-def parse_size(value: Any) -> int:
-    """Bytes from an integer or `512KiB`, `32MiB`, `1GB`; positive only."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE_RE.match(value)):
-        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    else:
-        raise ValueError(f"expected a size such as 32MiB or a number of bytes, got {value!r}")
-    if size <= 0:
-        raise ValueError(f"must be a positive size, got {value!r}")
-    return size
-
-
-def _duration(section: dict[str, Any], prefix: str, name: str, default: float) -> float:
-    if name not in section:
-        return default
-    return _field(f"{prefix}.{name}", parse_duration, section[name])
-
-
-def _url(value: Any) -> str:
-    """An http(s) base URL: no credentials (the key goes in a header), no query, no spaces."""
-    if not isinstance(value, str) or re.search(r"\s", value):
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the URL are refused; the key goes in api_key_file")
-    if parts.query or parts.fragment:
-        raise ValueError(f"expected a base URL without query or fragment, got {value!r}")
-    return value.rstrip("/")
+def _error(message: str, key: str) -> ConfigError:
+    return ConfigError(message, key=key)
 
 
 def _target_id(value: Any, key: str) -> int:

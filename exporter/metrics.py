@@ -131,6 +131,7 @@ class Snapshot:
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     instance_read: tuple[int, float] | None = None  # pages and seconds of the last read
     billing: BillingView | None = None  # credit and today's charges, while not stale
+    web_config_successful: bool = True  # the last read of --web.config.file (True without one)
     lifecycle: tuple[EndpointLifecycle, ...] = ()  # cold starts, scaling, time per status
 
 
@@ -152,6 +153,7 @@ def build_snapshot(
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
     instance_read: tuple[int, float] | None = None,
     billing: BillingView | None = None,
+    web_config_successful: bool = True,
     lifecycle: tuple[EndpointLifecycle, ...] = (),
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
@@ -190,6 +192,7 @@ def build_snapshot(
         requests,
         instance_read,
         billing,
+        web_config_successful,
         lifecycle,
     )
 
@@ -297,6 +300,11 @@ class SnapshotCollector:
             "vastai_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration (re)load",
             value=reload.success_timestamp,
+        )
+        yield GaugeMetricFamily(
+            "vastai_exporter_web_config_last_reload_successful",
+            "1 if the last read of the web config file succeeded (also without one), else 0",
+            value=1 if self._snapshot.web_config_successful else 0,
         )
 
     def _account_families(self) -> Iterator[Metric]:

@@ -1,9 +1,9 @@
 """The poll scheduler: one task per target, a shared concurrency limit, backoff on 429.
 
 Each poll replaces the target's frozen TargetState and tells the metrics cache that something
-changed. Log lines are written on state changes only (up -> down with the reason, down -> up),
-plus one summary when the first round is done, so a target that stays down does not flood the
-log.
+changed. Log lines are written on state changes only (up -> down with the reason, a new reason
+while down, down -> up), so a target that stays down does not flood the log. The summary of the
+first round, which counts the account reads too, is the service's.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ class Scheduler:
         self._semaphore = asyncio.Semaphore(polling.concurrency)
         self._states: dict[str, TargetState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._first_round_logged = False
         self.first_round = asyncio.Event()  # set once targets exist and all have been polled
         self._settings_changed = asyncio.Event()
 
@@ -124,8 +123,8 @@ class Scheduler:
             new = self._states[key] = replace(outcome, target=current.target)
             if result is not None and self._on_success is not None:
                 self._on_success(new.target, new.workers)
+            self._note_first_round()
             self._on_change()
-            self._log_first_round()
 
     async def _fetch_or_not_ready(self, target: Target) -> tuple[list[Worker], str | None]:
         """The target's workers, or none and Vast's message while it is not ready yet."""
@@ -147,16 +146,11 @@ class Scheduler:
             )
         return replace(state, workers=tuple(workers[:cap]), truncated=truncated)
 
-    def _log_first_round(self) -> None:
-        if self._first_round_logged or not self.ready:
-            return
-        self._first_round_logged = True
-        self.first_round.set()
-        states = self._states.values()
-        up = sum(state.up for state in states)
-        workers = sum(len(state.workers) for state in states if state.up)
-        fields = {"targets_up": up, "targets_down": len(self._states) - up, "workers": workers}
-        log.info("first poll round done", extra={"fields": fields})
+    def _note_first_round(self) -> None:
+        """Set `first_round` once every target has been polled (the service logs the round,
+        account reads included)."""
+        if not self.first_round.is_set() and self.ready:
+            self.first_round.set()
 
     def _next_delay(self, state: TargetState) -> float:
         return next_delay(self._polling.interval, state.rate_limited_streak, state.retry_after)
@@ -244,7 +238,8 @@ def record_success(state: TargetState, duration: float) -> TargetState:
 
 
 def record_failure(state: TargetState, error: PollError, duration: float) -> TargetState:
-    """The state after a failed poll (last-known workers kept); logs the way down."""
+    """The state after a failed poll (last-known workers kept); logs the way down, and a new
+    reason while down (after a reload fixed the URL but not the key, say)."""
     fields = {
         "kind": state.target.kind,
         "id": state.target.id,
@@ -254,7 +249,8 @@ def record_failure(state: TargetState, error: PollError, duration: float) -> Tar
     if not state.polled or state.up:
         log.warning("target down", extra={"fields": fields})
     elif state.last_error != error.reason:
-        log.debug("target still down, other reason", extra={"fields": fields})
+        fields = {**fields, "previous_reason": state.last_error}
+        log.warning("target still down, reason changed", extra={"fields": fields})
     errors = list(state.errors)
     errors[REASONS.index(error.reason)] += 1
     streak = state.rate_limited_streak + 1 if error.reason == "rate_limited" else 0

@@ -76,7 +76,7 @@ class Exporter:
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
-        self.cache = MetricsCache(self._states, polling.stale_after, _refresh_every(config))
+        self.cache = MetricsCache(self.states, polling.stale_after, _refresh_every(config))
         self.cache.requests = self._requests.snapshot
         self.cache.instances = self._instances.current
         self.cache.instance_read = self._instance_read
@@ -84,10 +84,11 @@ class Exporter:
         self.lifecycle = LifecycleTracker()
         self.cache.lifecycle = self.lifecycle.view
         self.scheduler = Scheduler(
-            self._fetch, polling, self.cache.mark_changed, self.lifecycle.poll_succeeded
+            self._fetch, polling, self._on_change, self.lifecycle.poll_succeeded
         )
         self._render_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._first_round_logged = False
         self._warned_split: list[int | None] = []
 
     def start(self) -> None:
@@ -132,7 +133,7 @@ class Exporter:
                 )
                 return str(exc)
             self._apply(config, api_key)
-            log.info("config reloaded", extra={"fields": {"targets": len(config.targets)}})
+            log.info("config reloaded", extra={"fields": {"targets": len(self.states())}})
             return None
 
     def _apply(self, config: Config, api_key: str) -> None:
@@ -255,7 +256,7 @@ class Exporter:
         reader = self._readers.get(kind)
         if reader is None:
             reader = PeriodicReader(
-                Target(kind, "account"), read, interval, on_result, self.cache.mark_changed
+                Target(kind, "account"), read, interval, on_result, self._on_change
             )
             self._readers[kind] = reader
         reader.set_interval(interval)
@@ -345,9 +346,68 @@ class Exporter:
     async def _fetch(self, target: Target) -> list[Worker]:
         return await self._client.fetch_workers(target)  # the client of the current config
 
-    def _states(self) -> tuple[TargetState, ...]:
+    def states(self) -> tuple[TargetState, ...]:
+        """Every target of this replica: the account reads first, then what is polled."""
         readers = tuple(self._readers[kind].state for kind in self._reader_tasks)
         return readers + self.scheduler.states()
+
+    def settings(self) -> list[tuple[str, str]]:
+        """What the landing page shows of the running config (no key: the config holds none)."""
+        config = self.config
+        vast, polling, discovery = config.vast, config.polling, config.discovery
+        if discovery.enabled:
+            found = (
+                f"on, listing read every {_seconds(discovery.interval)}, include "
+                f"{discovery.include or 'every endpoint'}, exclude {discovery.exclude or 'none'}"
+            )
+        else:
+            found = "off"
+        instances, billing = config.instances, config.billing
+        instance_list = (
+            f"on, every {_seconds(instances.interval)}, pages "
+            f"{_seconds(instances.page_interval)} apart"
+            if instances.enabled
+            else "off"
+        )
+        return [
+            ("config file", config.source),
+            ("API base URL", vast.api_url),
+            ("console URL (account reads)", vast.console_url),
+            ("request timeout", _seconds(vast.timeout)),
+            ("poll interval", f"{_seconds(polling.interval)} (up to 5% jitter)"),
+            ("concurrency", str(polling.concurrency)),
+            ("stale after", _seconds(polling.stale_after)),
+            ("discovery", found),
+            ("instances", instance_list),
+            ("billing", f"on, every {_seconds(billing.interval)}" if billing.enabled else "off"),
+            ("shard", f"{self.shard.index} of {self.shard.count}"),
+        ]
+
+    def _on_change(self) -> None:
+        """A poll or an account read landed, or the targets changed."""
+        self.cache.mark_changed()
+        if not self._first_round_logged:
+            self._log_first_round()
+
+    def _log_first_round(self) -> None:
+        """One summary once every target, account reads and discovered ones included, has been
+        polled (success or failure), as /-/ready turns 200."""
+        states = self.states()
+        if not states or not all(state.polled for state in states):
+            return
+        self._first_round_logged = True
+        up = sum(state.up for state in states)
+        fields = {
+            "targets": len(states),
+            "targets_up": up,
+            "targets_down": len(states) - up,
+            "workers": sum(len(state.workers) for state in states if state.up),
+        }
+        log.info("first poll round done", extra={"fields": fields})
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def _refresh_every(config: Config) -> float:

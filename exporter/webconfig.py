@@ -3,6 +3,13 @@
 The same file works with `promtool check web-config`. bcrypt is slow by design, so a successful
 check is remembered (as a salted SHA-256 of user and password, never the password itself) and a
 scrape with the same credentials does not pay for bcrypt again.
+
+The file is live, as exporter-toolkit's is: `LiveWebConfig` looks at it and at the files it
+names (certificate, key, client CA) once a second, by inode, size and modification time, and
+re-reads them in a worker thread when one changed. A new TLS connection then gets the new
+certificate, client CAs and settings (the listening context hands each handshake the current
+context from its SNI callback), the next request the new users and headers. An invalid file is
+logged and the last good one stays in force.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ ALLOWED_HEADERS = {
     "x-xss-protection",
     "content-security-policy",
 }
+WATCH_INTERVAL = 1.0  # seconds between two looks at the web config and the files it names
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; a longer password can never match
 MAX_WAITING_CHECKS = 16  # bcrypt checks queued at most; past that, 401 without checking
 HTTP_KEY = "http_server_config"
@@ -88,14 +96,10 @@ class WebConfig:
 
 def load_web_config(path: str) -> WebConfig:
     """Read and check a web config file, including that its TLS files load."""
-    document = load_yaml_file(path) or {}
-    try:
-        web_config = _parse(document, Path(path).parent)
-        if web_config.tls is not None:
-            build_ssl_context(web_config.tls)
-    except ConfigError as exc:
-        raise ConfigError(exc.detail, file=path, key=exc.key) from None
-    return web_config
+    reading = read_web_config(path)
+    if reading.web_config is None:
+        raise reading.error or ConfigError("cannot be read", file=path)
+    return reading.web_config
 
 
 def _parse(document: Any, base: Path) -> WebConfig:
@@ -213,21 +217,30 @@ class BasicAuth:
     by a salted digest of user, password and hash (never the password itself), failures too.
     """
 
-    def __init__(self, users: dict[str, bytes]) -> None:
+    def __init__(self, users: dict[str, bytes], dummy_hash: bytes | None = None) -> None:
         self._users = users
         self._salt = os.urandom(16)
         self._outcomes: OrderedDict[bytes, bool] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self._waiting = 0
-        # Unknown users are checked against this, at the highest configured cost, so they take
-        # as long as known ones and do not reveal which user names exist.
-        cost = max((int(h.split(b"$")[2]) for h in users.values()), default=10)
-        self._dummy_hash = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=cost))
+        self._dummy_hash = dummy_hash_for(users) if dummy_hash is None else dummy_hash
+
+    def update(self, users: dict[str, bytes], dummy_hash: bytes) -> None:
+        """New users from a changed web config, for the next request; `dummy_hash` from
+        `dummy_hash_for(users)`, computed off the event loop."""
+        self._users, self._dummy_hash = users, dummy_hash
+        self._outcomes.clear()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._users)
 
     @web.middleware
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if not self._users:  # a web config without users, for now
+            return await handler(request)
         credentials = _credentials(request.headers.get("Authorization", ""))
         if credentials is None or not await self.check(*credentials):
             return web.Response(
@@ -237,7 +250,7 @@ class BasicAuth:
 
     async def check(self, user: str, password: str) -> bool:
         secret = password.encode()
-        if len(secret) > MAX_PASSWORD_BYTES:
+        if len(secret) > MAX_PASSWORD_BYTES or not self._users:
             return False
         hashed = self._users.get(user, self._dummy_hash)
         digest = self._digest(user.encode(), secret, hashed)
@@ -266,6 +279,160 @@ class BasicAuth:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def dummy_hash_for(users: dict[str, bytes]) -> bytes:
+    """What unknown users are checked against: at the highest configured cost, so they take as
+    long as known ones and do not reveal which user names exist. Slow: bcrypt."""
+    if not users:
+        return b""
+    cost = max(int(hashed.split(b"$")[2]) for hashed in users.values())
+    return bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=cost))
+
+
+Stamp = tuple[int, int, int] | None  # inode, size, mtime in ns; None: missing
+
+
+def _stamp(path: str) -> Stamp:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _named_files(document: Any, base: Path) -> list[str]:
+    """The files a web config document names (certificate, key, client CA), to watch."""
+    tls = document.get("tls_server_config") if isinstance(document, dict) else None
+    if not isinstance(tls, dict):
+        return []
+    names = (tls.get(key) for key in ("cert_file", "key_file", "client_ca_file"))
+    return [str(base / name) for name in names if isinstance(name, str)]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One read of a web config and its files: what it holds, or why it is refused, and what
+    the files looked like before they were read (so a change during the read is seen next)."""
+
+    watched: tuple[str, ...]
+    stamps: tuple[Stamp, ...]
+    web_config: WebConfig | None = None
+    context: ssl.SSLContext | None = None
+    dummy_hash: bytes = b""
+    error: ConfigError | None = None
+
+
+def read_web_config(path: str) -> Reading:
+    """Read, check and build everything a web config needs; slow (bcrypt), for a thread."""
+    base = Path(path).parent
+    stamp = _stamp(path)
+    try:
+        document = load_yaml_file(path) or {}
+    except ConfigError as exc:
+        return Reading((path,), (stamp,), error=exc)
+    named = _named_files(document, base)
+    watched, stamps = (path, *named), (stamp, *(_stamp(name) for name in named))
+    try:
+        web_config = _parse(document, base)
+        context = build_ssl_context(web_config.tls) if web_config.tls is not None else None
+    except ConfigError as exc:
+        return Reading(watched, stamps, error=ConfigError(exc.detail, file=path, key=exc.key))
+    return Reading(watched, stamps, web_config, context, dummy_hash_for(web_config.users))
+
+
+class LiveWebConfig:
+    """The `--web.config.file` in force, re-read when it or a file it names changes.
+
+    `context` is the listening socket's TLS context for the whole run: its SNI callback, which
+    OpenSSL calls on every handshake (with or without SNI), switches the connection to the
+    context of the last good file, whose certificate and client CAs then apply. The client
+    verification mode and TLS versions are set on the listening context itself, because a
+    connection takes those from the context it was created with. `auth` and `headers` are read
+    per request.
+    """
+
+    def __init__(self, path: str, interval: float = WATCH_INTERVAL) -> None:
+        reading = read_web_config(path)
+        if reading.web_config is None:
+            raise reading.error or ConfigError("cannot be read", file=path)
+        self.path = path
+        self.interval = interval
+        self.web_config = reading.web_config
+        self.successful = True
+        self.on_status: Callable[[bool], None] = lambda successful: None
+        self.auth = BasicAuth(reading.web_config.users, reading.dummy_hash)
+        self.context = reading.context
+        self._current = reading.context
+        if self.context is not None:
+            self.context.sni_callback = self._choose_context
+        self._watched, self._stamps = reading.watched, reading.stamps
+        self._lock = asyncio.Lock()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.web_config.headers
+
+    def changed(self) -> bool:
+        """Whether the file or one it names looks different from when it was last read."""
+        return tuple(_stamp(path) for path in self._watched) != self._stamps
+
+    async def run(self) -> None:
+        """Look for changes every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except Exception:  # keep watching: the next change may read cleanly
+                log.exception("web config: checking for changes failed")
+
+    async def check(self) -> None:
+        """Re-read the files if one changed, and apply them if they are valid."""
+        async with self._lock:
+            if not self.changed():
+                return
+            loop = asyncio.get_running_loop()
+            reading = await loop.run_in_executor(None, read_web_config, self.path)
+            self._apply(reading)
+
+    def _apply(self, reading: Reading) -> None:
+        self._watched, self._stamps = reading.watched, reading.stamps
+        new, error = reading.web_config, reading.error
+        if new is not None and (new.tls is None) != (self.context is None):
+            error = ConfigError("turning TLS on or off needs a restart", file=self.path)
+        if error is not None or new is None:
+            log.error(
+                "web config reload failed; keeping the last good one",
+                extra={"fields": {"error": str(error)}},
+            )
+            self._set_status(False)
+            return
+        if self.context is not None and new.tls is not None:
+            self.context.verify_mode = CLIENT_AUTH[new.tls.client_auth_type]
+            self.context.minimum_version = TLS_VERSIONS[new.tls.min_version]
+            maximum = new.tls.max_version
+            self.context.maximum_version = (
+                TLS_VERSIONS[maximum] if maximum else ssl.TLSVersion.MAXIMUM_SUPPORTED
+            )
+            self._current = reading.context
+        self.auth.update(new.users, reading.dummy_hash)
+        self.web_config = new
+        fields = {"tls": new.tls is not None, "users": len(new.users)}
+        log.info("web config reloaded", extra={"fields": fields})
+        self._set_status(True)
+
+    def _set_status(self, successful: bool) -> None:
+        self.successful = successful
+        self.on_status(successful)
+
+    def _choose_context(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        if self._current is not None and self._current is not connection.context:
+            connection.context = self._current
+
+    def close(self) -> None:
+        self.auth.close()
 
 
 def _credentials(header: str) -> tuple[str, str] | None:

@@ -10,10 +10,22 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
 
 from .fakevast import FakeVast
 from .harness import API_KEY, ExporterProcess, base_env
 from .inprocess import InProcessExporter
+
+# Property tests: a short run by default (CI included); HYPOTHESIS_PROFILE=long for the thorough
+# one before a release (`HYPOTHESIS_PROFILE=long SOAK_SECONDS=10 pytest -m soak tests/`).
+hypothesis_settings.register_profile("quick", max_examples=60)
+hypothesis_settings.register_profile("long", max_examples=600)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def soak_seconds(default: float) -> float:
+    """How long a soak test runs: short by default (CI), longer with SOAK_SECONDS=N."""
+    return float(os.environ.get("SOAK_SECONDS", default))
 
 
 def require_binary(name: str) -> str:

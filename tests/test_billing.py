@@ -154,7 +154,7 @@ async def test_an_unknown_key_is_auth_and_rate_limits_back_off(fake_vast: FakeVa
     await exporter.wait_for_metrics(
         lambda s: value(s, "vastai_target_poll_errors_total", kind="billing", reason="auth") == 1
     )
-    state = next(s for s in exporter.exporter._states() if s.target.kind == "billing")
+    state = next(s for s in exporter.exporter.states() if s.target.kind == "billing")
     assert "Invalid user key" in state.last_error_message
 
 

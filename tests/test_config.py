@@ -21,13 +21,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("10s", 10.0), ("5m", 300.0), ("1h", 3600.0), (30, 30.0), (0.25, 0.25)],
+    [
+        ("500ms", 0.5),
+        ("10s", 10.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        (30, 30.0),
+        (0.25, 0.25),
+        ("1m30s", 90.0),  # Prometheus' compound form
+        ("1h5m", 3900.0),
+        ("2s500ms", 2.5),
+        ("1h0m10s", 3610.0),
+        ("45", 45.0),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["0s", 0, -1, "10 parsecs", "", True, None, "1d", float("inf")])
+@pytest.mark.parametrize(
+    "bad",
+    ["0s", 0, -1, "10 parsecs", "", True, None, "1d", float("inf"), "30s1m", "1m1m", "m", "0m0s"],
+)
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
@@ -178,3 +193,38 @@ def test_relative_key_file_is_relative_to_the_config_file(tmp_path: Path) -> Non
     config = load_config(path)
     assert config.vast.api_key_file == str(tmp_path / "secrets" / "key")
     assert resolve_api_key(config, {}) == "k-123"
+
+
+def test_the_json_schema_follows_the_declarations() -> None:
+    from exporter.config import SECTIONS, config_schema
+
+    schema = config_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {*SECTIONS, "endpoints", "worker_groups"}
+    polling = schema["properties"]["polling"]
+    assert polling["properties"]["interval"]["default"] == 30.0
+    assert polling["properties"]["concurrency"] == {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Requests in flight at most",
+        "default": 8,
+    }
+    assert (
+        "at least 1s" in schema["properties"]["discovery"]["properties"]["interval"]["description"]
+    )
+    assert schema["properties"]["worker_groups"]["items"]["required"] == ["id"]
+    # Every key the example config uses is declared, and nothing it declares is unknown.
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    for section, values in example.items():
+        if section in SECTIONS:
+            assert set(values) <= set(schema["properties"][section]["properties"]), section
+
+
+def test_the_schema_validates_the_example_config() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from exporter.config import config_schema
+
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    jsonschema.validate(example, config_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"polling": {"intervall": "5s"}}, config_schema())

@@ -210,7 +210,9 @@ async def test_two_shards_split_40_targets(fake_vast, start_exporter, tmp_path) 
     shares = []
     for index in (0, 1):
         exporter = await start_exporter(config, "--shard.index", str(index), "--shard.count", "2")
-        samples = await exporter.wait_for_metrics(lambda s: bool(polled(s)))
+        owned = {f"endpoint/{i}" for i in range(100, 140) if Shard(index, 2).owns("endpoint", i)}
+        # Until the first round is done; then no other target may ever be polled.
+        samples = await exporter.wait_for_metrics(lambda s, owned=owned: polled(s) == owned)
         shares.append(polled(samples))
         assert set(worker_labels(samples)) == {share.split("/")[1] for share in shares[-1]}
         assert await exporter.stop() == 0
@@ -280,13 +282,33 @@ async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, star
     assert series(samples, "vastai_target_up", kind="endpoint", id="2", name="prod-b")
 
 
+async def test_start_up_and_first_round_lines_count_every_target(fake_vast, start_exporter) -> None:
+    account(fake_vast)
+    fake_vast.set_instances([])
+    fake_vast.set("endpoint", 3, workers(worker(3001)))
+    config = discovery_config(fake_vast, include="^prod-", exclude="-test$")
+    config["instances"] = {"enabled": True, "interval": "1h"}
+    config["endpoints"] = [{"id": 3}]
+    exporter = await start_exporter(config)
+    started = await exporter.wait_for_log("vastai-exporter started")
+    # endpoint 3, the listing and the instance list; discovery adds groups 11, 12 and endpoint 2
+    assert " targets=3 " in started and " account_reads=2 " in started
+    first = await exporter.wait_for_log("first poll round done")
+    assert " targets=6 " in first and " targets_up=6 " in first and " workers=4" in first
+    await exporter.wait_for_metrics(lambda s: len(series(s, "vastai_target_up")) == 6)
+    _, page, _ = await exporter.get("/")
+    assert page.count("<tr><td>") + page.count('<tr class="down"><td>') == 6
+    assert "<th>discovery</th><td>on, listing read every 1s, include ^prod-, exclude -test$" in page
+    assert "<th>instances</th><td>on, every 3600s, pages 1s apart</td>" in page
+
+
 async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
     fake_vast, start_exporter, tmp_path
 ) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, interval="1h")
     config["endpoints"] = [{"id": 2}]  # so the config is valid with discovery off too
-    exporter = await start_exporter(config)
+    exporter = await start_exporter(config, "--web.enable-lifecycle")
     await exporter.wait_for_metrics(lambda s: len(polled(s)) == 5)
     off = {**config, "discovery": {"enabled": False}}
     async with aiohttp.ClientSession() as session:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import logging
 import signal
 import socket
 import time
 
+import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Target
+from exporter.exposition import MetricsCache
+from exporter.metrics import TargetState
+from exporter.server import ExporterApp
 
 from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
@@ -293,6 +304,96 @@ async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> No
     assert await exporter.stop() == 0
 
 
+async def test_a_new_failure_reason_while_down_is_one_warning(
+    fake_vast, run_exporter, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    fake_vast.set("endpoint", 10, failure(503, "maintenance"))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: value(s, "vastai_target_up", id="10") == 0.0)
+    fake_vast.set("endpoint", 10, failure(401, "Unauthorized"))
+    # still down for the same reason after the change: nothing more is logged
+    await exporter.wait_for_metrics(
+        lambda s: value(s, "vastai_target_poll_errors_total", id="10", reason="auth") >= 3
+    )
+    changed = [r for r in caplog.records if r.getMessage() == "target still down, reason changed"]
+    assert len(changed) == 1 and changed[0].levelno == logging.WARNING
+    fields = changed[0].fields  # type: ignore[attr-defined]
+    reasons = (fields["previous_reason"], fields["reason"])
+    assert fields["id"] == 10 and reasons == ("server_error", "auth")
+    assert len([r for r in caplog.records if r.getMessage() == "target down"]) == 1
+
+
+async def test_landing_page_shows_errors_and_settings_without_the_key(
+    fake_vast, start_exporter
+) -> None:
+    long_message = f"invalid api_key {API_KEY} " + "x" * 400
+    fake_vast.set("endpoint", 10, failure(400, long_message))
+    fake_vast.set("endpoint", 11, workers(worker(1)))
+    config = fast_config(
+        fake_vast.url,
+        endpoints=[{"id": 10, "name": "broken"}, {"id": 11}],
+        polling={"interval": "7s"},
+        discovery={"enabled": False, "interval": "2m", "include": "^prod-"},
+        instances={"enabled": False, "interval": "45s"},
+    )
+    exporter = await start_exporter(config)
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    status, page, _ = await exporter.get("/")
+    assert status == 200 and API_KEY not in page
+    row = next(line for line in page.splitlines() if "<td>broken</td>" in line)
+    assert "<td>api_error</td>" in row and "invalid api_key &lt;redacted&gt; xxx" in row
+    message = row.split("<td>api_error</td><td>")[1].split("</td>")[0]
+    assert len(html.unescape(message)) <= 200  # shortened (by the client already, here)
+    assert f"<th>API base URL</th><td>{fake_vast.url}</td>" in page
+    assert "<th>poll interval</th><td>7s" in page
+    assert "<th>discovery</th><td>off</td>" in page and "<th>instances</th><td>off</td>" in page
+    assert "<th>message</th>" in page and "<th>lifecycle API</th>" in page
+
+
+async def test_landing_page_shows_not_ready_targets_shortened_and_redacted() -> None:
+    """In process: nothing in this branch sets not_ready yet; the page shows it when set."""
+    ready = TargetState(Target("endpoint", 5, "fine"), polled=True, up=True)
+    waiting = TargetState(
+        Target("endpoint", 6, "waiting"),
+        polled=True,
+        up=True,
+        not_ready=True,
+        not_ready_message=f"no worker ready (key {API_KEY}) " + "y" * 300,
+    )
+    cache = MetricsCache(lambda: (ready, waiting), 60.0, 60.0)
+    await cache.refresh()
+
+    async def reload() -> None:
+        return None
+
+    def redact(text: str) -> str:
+        return text.replace(API_KEY, "<redacted>")
+
+    app = ExporterApp(cache, reload, redact=redact, settings=lambda: [("API base URL", "u")])
+    runner = web.AppRunner(app.build())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as response,
+        ):
+            page = await response.text()
+    finally:
+        await runner.cleanup()
+    assert API_KEY not in page
+    row = next(line for line in page.splitlines() if "<td>waiting</td>" in line)
+    assert "<td>up, not ready</td>" in row
+    cell = row.split("</td>")[-2].removeprefix("<td>")
+    assert cell.startswith("no worker ready (key &lt;redacted&gt;) yyy")
+    assert cell.endswith("\u2026") and len(html.unescape(cell)) == 200
+    fine = next(line for line in page.splitlines() if "<td>fine</td>" in line)
+    assert fine.endswith("<td></td><td></td></tr>")  # no error, not flagged
+    assert "<th>API base URL</th><td>u</td>" in page
+
+
 # --- exit codes ------------------------------------------------------------------------------
 
 
@@ -396,7 +497,40 @@ async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, start_exporter
     assert status == 200 and headers["Content-Encoding"] == "gzip"  # decoded by the client
     assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     assert body.endswith("# EOF\n") and "vastai_worker_cur_load{" in body
+    assert body.count("# EOF") == 1
     status, body, headers = await exporter.get("/metrics", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in headers
     assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "# EOF" not in body and "vastai_target_poll_errors_total{" in body
+
+
+async def test_process_and_python_metrics_in_both_formats(fake_vast, run_exporter) -> None:
+    fake_vast.set("endpoint", 10, workers(worker(1)))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
+    async with aiohttp.ClientSession() as session:
+        for accept in ("application/openmetrics-text;version=1.0.0", "text/plain"):
+            for encoding in ("gzip", "identity"):
+                headers = {"Accept": accept, "Accept-Encoding": encoding}
+                async with session.get(exporter.url + "/metrics", headers=headers) as response:
+                    assert response.status == 200
+                    body = await response.text()
+                if accept.startswith("application/openmetrics-text"):
+                    families = {f.name: f for f in parse_openmetrics(body)}  # fails if malformed
+                    assert body.endswith("# EOF\n") and body.count("# EOF") == 1
+                else:
+                    families = {f.name: f for f in text_string_to_metric_families(body)}
+                rss = families["process_resident_memory_bytes"].samples[0].value
+                assert 10e6 < rss < 4e9
+                assert families["process_open_fds"].samples[0].value >= 3
+                started = families["process_start_time_seconds"].samples[0].value
+                assert 0 < started <= time.time()
+                assert "process_cpu_seconds" in families and "python_info" in families
+                assert "python_gc_objects_collected" in families
+                assert "vastai_target_up" in families
+        for _ in range(2):  # HEAD: headers only, and the connection stays usable
+            async with session.head(exporter.url + "/metrics") as response:
+                assert response.status == 200 and int(response.headers["Content-Length"]) > 0
+                assert await response.read() == b""
+        async with session.get(exporter.url + "/metrics") as response:
+            assert "process_open_fds" in await response.text()

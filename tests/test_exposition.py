@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,7 +12,13 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
 from exporter.config import Target
-from exporter.exposition import build_exposition, render, wants_openmetrics
+from exporter.exposition import (
+    RuntimeFamilies,
+    build_exposition,
+    render,
+    render_simple,
+    wants_openmetrics,
+)
 from exporter.metrics import Snapshot, SnapshotCollector, TargetState, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
 
@@ -101,18 +108,48 @@ def test_openmetrics_output_parses_and_ends_with_eof() -> None:
     assert "vastai_target_poll_errors" in names and "vastai_worker_status" in names
 
 
-def test_exposition_holds_gzip_of_each_format() -> None:
+def test_exposition_holds_gzip_of_each_format_open_for_a_tail() -> None:
     exposition = build_exposition(snapshot())
-    assert gzip.decompress(exposition.text_gzip) == exposition.text
-    assert gzip.decompress(exposition.openmetrics_gzip) == exposition.openmetrics
-    body, content_type, encoding = exposition.select(
+    text, openmetrics = render(snapshot(), False), render(snapshot(), True)
+    assert exposition.text.raw == text and exposition.openmetrics.raw + b"# EOF\n" == openmetrics
+    chunks, content_type, encoding = exposition.select(
         "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", "gzip"
     )
-    assert (body, encoding) == (exposition.openmetrics_gzip, "gzip")
+    assert gzip.decompress(b"".join(chunks)) == openmetrics and encoding == "gzip"
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
-    body, content_type, encoding = exposition.select("*/*", "")
-    assert (body, encoding) == (exposition.text, None)
+    chunks, content_type, encoding = exposition.select("*/*", "")
+    assert b"".join(chunks) == text and encoding is None
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    tail = b"# HELP t Tail.\n# TYPE t gauge\nt 1.0\n"
+    for accept, expected in (("*/*", text + tail), ("application/openmetrics-text", None)):
+        chunks, _, _ = exposition.select(accept, "gzip", lambda om: tail + (b"# EOF\n" * om))
+        body = gzip.decompress(b"".join(chunks))
+        assert body == (expected or openmetrics[:-6] + tail + b"# EOF\n")
+        # one gzip member, which every client reads whole (not every client reads a second one)
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        assert decompressor.decompress(b"".join(chunks)) == body and decompressor.eof
+        assert decompressor.unused_data == b""
+
+
+class Fixed:
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self) -> list:
+        return self.families
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_process_and_python_families_render_as_prometheus_client_does(openmetrics) -> None:
+    families = RuntimeFamilies().collect()
+    names = {family.name for family in families}
+    assert {"process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds"} <= names
+    assert {"python_info", "python_gc_objects_collected"} <= names
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed(families))
+    generate = generate_openmetrics if openmetrics else generate_text
+    expected = generate(registry)
+    assert render_simple(families, openmetrics) + (b"# EOF\n" if openmetrics else b"") == expected
 
 
 @pytest.mark.parametrize(

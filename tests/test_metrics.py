@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.config import Target
+from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
 from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
 from exporter.metrics import TargetState, build_snapshot
@@ -145,7 +146,10 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, instance_read=(4, 3.5))).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 60
+    assert len(names) == 61
+    runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
+    names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
+    assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
     assert {name for name in names if f"`{name}`" not in readme} == set()
 
 

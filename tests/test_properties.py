@@ -55,13 +55,13 @@ def check(payload: object) -> None:
         assert all(math.isfinite(value) for value in worker.values.values())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(deadline=None)  # examples: the hypothesis profile (tests/conftest.py)
 @given(payloads)
 def test_arbitrary_payloads_never_raise_and_never_yield_non_finite_values(payload) -> None:
     check(payload)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=200) | payloads.map(lambda p: json.dumps(p).encode()))
 def test_arbitrary_bodies_decode_or_fail_as_invalid_response(body: bytes) -> None:
     try:

@@ -7,8 +7,10 @@ import itertools
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from .conftest import soak_seconds
 from .fakevast import FAILURES, Behaviour, FakeVast, failure, rotating, worker, workers
 from .harness import API_KEY, fast_config, series
 
@@ -38,6 +40,7 @@ async def scrape_forever(base_url: str, stop: asyncio.Event, results: list[str])
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.soak
 async def test_fault_storm(fake_vast: FakeVast, start_exporter) -> None:
     for index in range(STORM_TARGETS):
         fake_vast.set("endpoint", index, rotating(storm_behaviours(index)))
@@ -52,10 +55,11 @@ async def test_fault_storm(fake_vast: FakeVast, start_exporter) -> None:
     scrapers = [
         asyncio.create_task(scrape_forever(exporter.base_url, stop, results)) for _ in range(4)
     ]
-    await asyncio.sleep(6)
+    # Every form comes round at least once a target in 14 x 100 ms; a longer storm by SOAK_SECONDS.
+    await asyncio.sleep(soak_seconds(2.5))
     stop.set()
     await asyncio.gather(*scrapers)  # re-raises any failed scrape
-    assert len(results) >= 40
+    assert len(results) >= 20
     assert all(API_KEY not in text for text in results)
     assert API_KEY not in (await exporter.get("/"))[1]
     samples = await exporter.wait_for_metrics(lambda s: True)
@@ -84,6 +88,7 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.soak
 async def test_worker_churn_keeps_series_and_memory_bounded(
     fake_vast: FakeVast, start_exporter
 ) -> None:
@@ -102,15 +107,16 @@ async def test_worker_churn_keeps_series_and_memory_bounded(
     exporter = await start_exporter(config)
     assert exporter.proc is not None
     counts = []
-    await asyncio.sleep(2)  # warm up: allocator pools, first renders
+    await asyncio.sleep(1)  # warm up: allocator pools, first renders
     baseline = rss_kib(exporter.proc.pid)
-    for _ in range(20):
+    rounds = max(8, int(soak_seconds(1.6) / 0.2))
+    for _ in range(rounds):
         samples = await exporter.wait_for_metrics(lambda s: True)
         counts.append(len(series(samples, "vastai_worker_status")))
         await asyncio.sleep(0.2)
     grown = rss_kib(exporter.proc.pid) - baseline
     polls = len(fake_vast.requests)
-    assert polls >= 150  # tens of thousands of distinct worker ids went through
+    assert polls >= 60  # thousands of distinct worker ids went through
     assert max(counts) <= 4 * 50  # only the live workers of the last polls are exported
     assert min(counts) >= 50
     assert grown < 20 * 1024, f"RSS grew by {grown} KiB over {polls} polls"
