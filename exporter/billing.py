@@ -11,17 +11,27 @@ per-contract items typed gpu, disk, bwd (download) and bwu (upload).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .config import Kind
 from .fields import parse_number
+from .metrics import View
 from .parsing import PollError, parse_results, parse_worker_id
+from .reads import AccountRead, ReadContext
 
 ITEM_TYPES = ("gpu", "disk", "bwd", "bwu")  # show_charges.yaml: items[].type
 TOTAL = "total"
+CHARGE_TYPES = (*ITEM_TYPES, TOTAL)
+BILLED = "cached from the last billing read"
+USER_PATH = "/api/v0/users/current/"  # show_user.yaml
+CHARGES_PATH = "/api/v0/charges/"  # show_charges.yaml
 DAY = 86400
 PAGE_SIZE = 500  # show_charges.yaml: "Server maximum 500"
 CALL_SPACING = 1.0  # x-rate-limit threshold 1.0 on /api/v0/charges/; the user call too
@@ -192,9 +202,84 @@ class BillingReader:
             self._last_call = self._clock()
 
 
+class BillingRead(AccountRead):
+    """Credit and today's charges (billing.*); a key without billing permission fails this
+    read alone."""
+
+    kind = Kind.BILLING
+    section = "billing"
+    found: Billing | None = None
+
+    def __init__(self, context: ReadContext) -> None:
+        super().__init__(context)
+        self.reader = BillingReader(self._user, self._charges)
+
+    async def read(self) -> Billing:
+        return await self.reader.read()
+
+    def apply(self, result: Billing) -> None:
+        self.found = result
+
+    def clear(self) -> None:
+        self.found = None
+
+    def view(self, fresh: bool) -> View | None:
+        """This replica's endpoints and groups (the shard rule), named as their targets are;
+        nothing once the last success is older than stale_after."""
+        if self.found is None or not fresh:
+            return None
+        charges, names = self.found.charges, self.context.endpoint_names
+        owns = self.context.shard.owns
+        endpoints = tuple(
+            (str(ident), names.get(ident, ""), amounts)
+            for ident, amounts in sorted(charges.endpoints.items())
+            if owns(Kind.ENDPOINT, ident)
+        )
+        groups = tuple(
+            (
+                str(ident),
+                "" if endpoint_id is None else str(endpoint_id),
+                "" if endpoint_id is None else names.get(endpoint_id, ""),
+                amounts,
+            )
+            for ident, (endpoint_id, amounts) in sorted(charges.groups.items())
+            if owns(Kind.WORKER_GROUP, ident)
+        )
+        return BillingView(
+            self.found.credit, self.found.balance, charges.account, endpoints, groups
+        )
+
+    async def _user(self) -> tuple[float | None, float | None]:
+        return await self._get(USER_PATH, parse_user)
+
+    async def _charges(
+        self, day_start: int, day_end: int, after_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the day's charges of every contract type, serverless ones in tree
+        format (show_charges.yaml: select_filters with a UTC day range, format=tree)."""
+        params = {
+            "select_filters": json.dumps(
+                {"day": {"gte": day_start, "lte": day_end}}, separators=(",", ":")
+            ),
+            "format": "tree",
+            "limit": str(PAGE_SIZE),
+        }
+        if after_token is not None:
+            params["after_token"] = after_token
+        return await self._get(CHARGES_PATH, charges_page, params)
+
+    async def _get(self, path: str, parse: Callable[[Any], Any], params: Any = None) -> Any:
+        try:
+            return await self.context.client.get(path, parse, params)
+        except PollError as exc:
+            if exc.reason == "not_found":  # 404 "when the supplied API key does not match any user"
+                raise PollError("auth", exc.message) from None
+            raise
+
+
 @dataclass(frozen=True)
-class BillingView:
-    """What the metrics show of a Billing: this replica's endpoints and groups, named."""
+class BillingView(View):
+    """What the metrics show of a billing read: this replica's endpoints and groups, named."""
 
     credit: float | None
     balance: float | None
@@ -202,28 +287,43 @@ class BillingView:
     endpoints: tuple[tuple[str, str, Amounts], ...]  # (endpoint_id, endpoint_name, amounts)
     groups: tuple[tuple[str, str, str, Amounts], ...]  # (group_id, endpoint_id, name, amounts)
 
-
-def billing_view(
-    found: Billing,
-    names: dict[int, str],
-    owns: Callable[[str, int], bool],
-) -> BillingView:
-    """The endpoints and groups this replica owns (`owns(kind, id)`, the shard rule), each
-    named as its targets are (`names`: endpoint id -> name), the account as a whole."""
-    charges = found.charges
-    endpoints = tuple(
-        (str(ident), names.get(ident, ""), amounts)
-        for ident, amounts in sorted(charges.endpoints.items())
-        if owns("endpoint", ident)
-    )
-    groups = tuple(
-        (
-            str(ident),
-            "" if endpoint_id is None else str(endpoint_id),
-            "" if endpoint_id is None else names.get(endpoint_id, ""),
-            amounts,
+    def families(self) -> Iterator[Metric]:
+        """Credit and today's charges from the billing read (absent while billing is off)."""
+        found = self
+        for name, value, what in (
+            (
+                "credit",
+                found.credit,
+                "Spendable credit of the account (credit, as vastai show user)",
+            ),
+            ("balance", found.balance, "Balance of the account (balance, as vastai show user)"),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(
+                    f"vastai_account_{name}_dollars", f"{what}, dollars; {BILLED}.", value=value
+                )
+        today = f"since 00:00 UTC, by item type (gpu, disk, bwd, bwu) and total; {BILLED}."
+        account = GaugeMetricFamily(
+            "vastai_account_charges_today_dollars",
+            f"Charges of every contract of the account (instances, volumes, serverless) {today}",
+            labels=("type",),
         )
-        for ident, (endpoint_id, amounts) in sorted(charges.groups.items())
-        if owns("worker_group", ident)
-    )
-    return BillingView(found.credit, found.balance, charges.account, endpoints, groups)
+        for kind in CHARGE_TYPES:
+            account.add_metric((kind,), found.account.get(kind, 0.0))
+        endpoints = GaugeMetricFamily(
+            "vastai_endpoint_charges_today_dollars",
+            f"Charges of the endpoint's serverless contracts {today}",
+            labels=("endpoint_id", "endpoint_name", "type"),
+        )
+        for endpoint_id, name, amounts in found.endpoints:
+            for kind in CHARGE_TYPES:
+                endpoints.add_metric((endpoint_id, name, kind), amounts.get(kind, 0.0))
+        groups = GaugeMetricFamily(
+            "vastai_worker_group_charges_today_dollars",
+            f"Charges of the worker group's serverless contracts {today}",
+            labels=("worker_group_id", "endpoint_id", "endpoint_name", "type"),
+        )
+        for group_id, endpoint_id, name, amounts in found.groups:
+            for kind in CHARGE_TYPES:
+                groups.add_metric((group_id, endpoint_id, name, kind), amounts.get(kind, 0.0))
+        yield from (account, endpoints, groups)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from . import __version__, simulator
+from . import __version__, service, simulator
 from .config import (
     BillingSettings,
     Config,
@@ -43,7 +43,7 @@ log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
-ACCOUNT_READS = ("listing", "instances", "billing")  # kinds of the periodic account reads
+ACCOUNT_READS = {read.kind for read in service.ACCOUNT_READS}  # kinds of the account reads
 SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
 SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 GIL_SWITCH_INTERVAL = 0.001

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,16 @@ SECTIONS: dict[str, type] = {
 }
 
 
+class Kind(StrEnum):
+    """What a target is: polled for workers, or one of the periodic account reads."""
+
+    ENDPOINT = "endpoint"
+    WORKER_GROUP = "worker_group"
+    LISTING = "listing"  # the account listing (discovery)
+    INSTANCES = "instances"  # the v1 instance list
+    BILLING = "billing"  # credit and today's charges
+
+
 @dataclass(frozen=True)
 class Target:
     """One thing to poll: an endpoint or a worker group.
@@ -169,7 +180,7 @@ class Target:
     group they come from its configured `endpoint_id` and that endpoint's configured name.
     """
 
-    kind: str  # "endpoint" or "worker_group"; "listing" for the account listing itself
+    kind: Kind
     id: int | str
     name: str = ""
     endpoint_id: int | None = None
@@ -387,7 +398,7 @@ def _parse_endpoints(value: Any) -> tuple[Target, ...]:
     targets = []
     for key, item, target_id in _entries_with_ids(value, "endpoints", "endpoint", {"id", "name"}):
         name = _name(item.get("name"), f"{key}.name")
-        targets.append(Target("endpoint", target_id, name, target_id, name))
+        targets.append(Target(Kind.ENDPOINT, target_id, name, target_id, name))
     return tuple(targets)
 
 
@@ -401,5 +412,5 @@ def _parse_worker_groups(value: Any, endpoints: tuple[Target, ...]) -> tuple[Tar
             endpoint_id = _target_id(endpoint_id, f"{key}.endpoint_id")
         name = _name(item.get("name"), f"{key}.name")
         endpoint_name = names.get(endpoint_id, "") if endpoint_id is not None else ""
-        targets.append(Target("worker_group", target_id, name, endpoint_id, endpoint_name))
+        targets.append(Target(Kind.WORKER_GROUP, target_id, name, endpoint_id, endpoint_name))
     return tuple(targets)

@@ -12,14 +12,18 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
-from .config import DiscoverySettings, Target
-from .metrics import TargetState
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .config import DiscoverySettings, Kind, Target
+from .fields import ENDPOINT_FIELDS, GROUP_FIELDS
+from .metrics import LISTED, TargetState, View, setting_families
+from .parsing import EndpointInfo, GroupInfo, PollError, parse_endpoints, parse_worker_groups
+from .reads import AccountRead
 from .scheduler import attempt, next_delay, wait_replanned
-from .vast import Account
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,109 @@ class PeriodicReader(Generic[T]):
             return self._last_read + delay - time.monotonic()
 
         await wait_replanned(remaining, lambda: self._replan)
+
+
+# vast-ai/docs show_endpoints.yaml and show_autogroup.yaml; the group list has an older alias.
+LISTING_ENDPOINTS_PATH = "/api/v0/endptjobs/"
+LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the account listing says: its endpoints and worker groups."""
+
+    endpoints: tuple[EndpointInfo, ...]
+    groups: tuple[GroupInfo, ...]
+
+
+class ListingRead(AccountRead):
+    """The account listing (discovery): which endpoints and worker groups to poll, and their
+    autoscaler settings. A failed read keeps the last known targets."""
+
+    kind = Kind.LISTING
+    section = "discovery"
+    account: Account | None = None
+
+    async def read(self) -> Account:
+        client = self.context.client
+        try:
+            endpoints = await client.get(LISTING_ENDPOINTS_PATH, parse_endpoints)
+        except PollError as exc:
+            if exc.reason != "api_error" or "No endpoints" not in exc.message:
+                raise
+            endpoints = []  # HTTP 400 "No endpoints for user N found.": an account without any
+        groups = await client.first_that_exists(
+            LISTING_GROUP_PATHS, lambda path: client.get(path, parse_worker_groups)
+        )
+        return Account(tuple(endpoints), tuple(groups))
+
+    def apply(self, result: Account) -> None:
+        self.account = result
+        self.context.targets_changed()
+
+    def clear(self) -> None:
+        self.account = None
+
+    def view(self, fresh: bool) -> View | None:
+        """Settings of this shard's polled endpoints and groups, named as their targets are
+        (kept while the listing fails, as the targets it found are)."""
+        if self.account is None:
+            return None
+        targets, owns = self.context.targets, self.context.shard.owns
+        names = {t.endpoint_id: t.endpoint_name for t in targets if t.endpoint_id is not None}
+        endpoints = tuple(
+            replace(endpoint, name=names[endpoint.id])
+            for endpoint in self.account.endpoints
+            if endpoint.id in names and owns(Kind.ENDPOINT, endpoint.id)
+        )
+        polled = {t.id: t for t in targets if t.kind == Kind.WORKER_GROUP}
+        groups = tuple(
+            replace(group, endpoint_name=polled[group.id].endpoint_name)
+            for group in self.account.groups
+            if group.id in polled and owns(Kind.WORKER_GROUP, group.id)
+        )
+        return ListingView(endpoints, groups)
+
+
+@dataclass(frozen=True)
+class ListingView(View):
+    """The endpoints and worker groups this replica exports settings for (names resolved)."""
+
+    endpoints: tuple[EndpointInfo, ...] = ()
+    groups: tuple[GroupInfo, ...] = ()
+
+    def families(self) -> Iterator[Metric]:
+        """Endpoint and worker-group settings from the account listing (discovery)."""
+        account = self
+        labels = ("endpoint_id", "endpoint_name")
+        info = GaugeMetricFamily(
+            "vastai_endpoint_info",
+            f"Endpoint known from the account listing, with its state; value 1; {LISTED}.",
+            labels=(*labels, "endpoint_state"),
+        )
+        settings = setting_families("vastai_endpoint", ENDPOINT_FIELDS, labels)
+        for endpoint in account.endpoints:
+            values = (str(endpoint.id), endpoint.name)
+            info.add_metric((*values, endpoint.state), 1)
+            for name, value in endpoint.settings.items():
+                settings[name].add_metric(values, value)
+        group_labels = ("worker_group_id", "endpoint_id", "endpoint_name")
+        groups = GaugeMetricFamily(
+            "vastai_worker_group_info",
+            f"Worker group known from the account listing, with its template; value 1; {LISTED}.",
+            labels=(*group_labels, "template_id", "template_hash"),
+        )
+        group_settings = setting_families("vastai_worker_group", GROUP_FIELDS, group_labels)
+        for group in account.groups:
+            endpoint_id = "" if group.endpoint_id is None else str(group.endpoint_id)
+            values = (str(group.id), endpoint_id, group.endpoint_name)
+            groups.add_metric((*values, group.template_id, group.template_hash), 1)
+            for name, value in group.settings.items():
+                group_settings[name].add_metric(values, value)
+        yield info
+        yield from settings.values()
+        yield groups
+        yield from group_settings.values()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from .billing import BillingView
 from .lifecycle import EndpointLifecycle
 from .metrics import (
     BILLED_HELP,
@@ -39,15 +38,14 @@ from .metrics import (
     INSTANCE_STATUS_HELP,
     STATUS_HELP,
     WORKER_FAMILIES,
-    AccountView,
     ReloadStatus,
     Snapshot,
     SnapshotCollector,
     TargetState,
+    View,
     WorkerRow,
     build_snapshot,
 )
-from .parsing import Instance
 from .pricing import billed_dollars_per_hour
 
 log = logging.getLogger(__name__)
@@ -324,10 +322,7 @@ class MetricsCache:
         self._stale_after = stale_after
         self._refresh_every = refresh_every
         self.reload = ReloadStatus(successful=True, success_timestamp=time.time())
-        self.account = AccountView()
-        self.instances: Callable[[], Mapping[str, Instance]] = dict
-        self.instance_read: Callable[[], tuple[int, float] | None] = lambda: None
-        self.billing: Callable[[], BillingView | None] = lambda: None
+        self.views: Callable[[], tuple[View, ...]] = tuple  # what the account reads add
         self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
         self.web_config_successful = True
         self.lifecycle: Callable[[], tuple[EndpointLifecycle, ...]] = tuple
@@ -354,11 +349,8 @@ class MetricsCache:
             self._stale_after,
             time.monotonic(),
             self.reload,
-            self.account,
-            self.instances(),
+            self.views(),
             self.requests(),
-            self.instance_read(),
-            self.billing(),
             self.web_config_successful,
             self.lifecycle(),
         )

@@ -9,10 +9,22 @@ workers this replica polls, only the columns it exports, and spaces its pages by
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
-from .parsing import Instance, InstancePage
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .config import Kind
+from .fields import INSTANCE_COLUMNS
+from .metrics import View, WorkerRow
+from .parsing import Instance, InstancePage, parse_instance_page
+from .reads import AccountRead, ReadContext
+
+# v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
+INSTANCES_PATH = "/api/v1/instances/"
+INSTANCES_PAGE_SIZE = 25  # show_instances.yaml: "Default 25, max 25"
 
 # Ids per select_filters `in` list: 100 ids are about 1 KB of URL, well under any limit, and
 # 4 pages of 25.
@@ -110,3 +122,84 @@ class InstanceReader:
             return await self._fetch_page(chunk, token)
         finally:
             self._last_page_at = self._clock()
+
+
+class InstancesRead(AccountRead):
+    """The v1 instance list for the workers this replica polls (instances.*)."""
+
+    kind = Kind.INSTANCES
+    section = "instances"
+
+    def __init__(self, context: ReadContext) -> None:
+        super().__init__(context)
+        config = context.config
+        self.store = InstanceStore(config.polling.stale_after)
+        self.reader = InstanceReader(
+            self._page,
+            context.polled_worker_ids,
+            self.store,
+            config.instances.page_interval,
+            context.first_poll_round,
+        )
+
+    def configure(self) -> None:
+        config = self.context.config
+        self.store.stale_after = config.polling.stale_after
+        self.reader.page_interval = config.instances.page_interval
+
+    async def read(self) -> int:
+        return await self.reader.read()  # each page enters the store as it is read
+
+    def clear(self) -> None:
+        self.store.clear()
+
+    def view(self, fresh: bool) -> View | None:
+        """Each instance's own age decides (InstanceStore), not the read's."""
+        reader = self.reader
+        read = None
+        if reader.last_pages is not None and reader.last_duration is not None:
+            read = (reader.last_pages, reader.last_duration)
+        return InstancesView(self.store.current(), read)
+
+    async def _page(self, instance_ids: Sequence[str], after_token: str | None) -> InstancePage:
+        """One page (at most 25) of the instances among `instance_ids`, only the columns the
+        exporter exports (show_instances.yaml: select_filters, select_cols, keyset paging)."""
+        params = {
+            "limit": str(INSTANCES_PAGE_SIZE),
+            "select_cols": json.dumps(list(INSTANCE_COLUMNS), separators=(",", ":")),
+            "select_filters": json.dumps(
+                {"id": {"in": [int(i) for i in instance_ids]}}, separators=(",", ":")
+            ),
+        }
+        if after_token is not None:
+            params["after_token"] = after_token
+        return await self.context.client.get(INSTANCES_PATH, parse_instance_page, params)
+
+
+@dataclass(frozen=True)
+class InstancesView(View):
+    """Instances by worker id, joined to the worker rows; the last read's pages and time."""
+
+    instances: Mapping[str, Instance]
+    last_read: tuple[int, float] | None = None  # pages, seconds
+
+    def join(self, rows: Iterable[WorkerRow]) -> None:
+        if self.instances:
+            for row in rows:
+                row.instance = self.instances.get(row.worker.id)
+
+    def families(self) -> Iterator[Metric]:
+        if self.last_read is None:
+            return
+        pages, seconds = self.last_read
+        yield GaugeMetricFamily(
+            "vastai_instances_read_pages",
+            "Pages of the last read of the instance list (25 instances a page at most)",
+            value=pages,
+        )
+        yield GaugeMetricFamily(
+            "vastai_instances_read_duration_seconds",
+            "Duration of the last read of the instance list in seconds, pages spaced by "
+            "instances.page_interval included",
+            value=seconds,
+        )

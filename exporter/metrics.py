@@ -7,7 +7,7 @@ worker, and `SnapshotCollector` describes the result with prometheus-client's ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import (
@@ -19,18 +19,15 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .billing import ITEM_TYPES, TOTAL, BillingView
 from .config import Target
 from .fields import (
-    ENDPOINT_FIELDS,
-    GROUP_FIELDS,
     INSTANCE_FIELDS,
     INSTANCE_LABEL_FIELDS,
     WORKER_FIELDS,
     Field,
 )
 from .lifecycle import BUCKETS, EndpointLifecycle
-from .parsing import REASONS, EndpointInfo, GroupInfo, Instance, Worker
+from .parsing import REASONS, Instance, Worker
 from .pricing import billed_dollars_per_hour
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
@@ -42,8 +39,6 @@ LISTED = "cached from the last account listing"
 # (metric suffix, HELP) of every worker gauge but status, in exposition order.
 WORKER_FAMILIES = tuple((field.metric, f"{field.help}; {CACHED}.") for field in WORKER_FIELDS)
 LISTED_INSTANCES = "cached from the last instance list"
-BILLED = "cached from the last billing read"
-CHARGE_TYPES = (*ITEM_TYPES, TOTAL)
 # (metric suffix, HELP) of the instance-list gauges per worker, in exposition order.
 INSTANCE_FAMILIES = tuple(
     (field.metric, f"{field.help}; {LISTED_INSTANCES}.") for field in INSTANCE_FIELDS
@@ -127,20 +122,24 @@ class Snapshot:
     held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
     taken_at: float = 0.0  # time.monotonic()
     reload: ReloadStatus = field(default_factory=ReloadStatus)
-    account: AccountView = field(default_factory=lambda: AccountView())
+    views: tuple[View, ...] = ()  # what the account reads add (listing, instances, billing)
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
-    instance_read: tuple[int, float] | None = None  # pages and seconds of the last read
-    billing: BillingView | None = None  # credit and today's charges, while not stale
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
     lifecycle: tuple[EndpointLifecycle, ...] = ()  # cold starts, scaling, time per status
 
 
-@dataclass(frozen=True)
-class AccountView:
-    """The endpoints and worker groups this replica exports settings for (names resolved)."""
+class View:
+    """What one account read adds to a snapshot: immutable, made when the snapshot is taken.
 
-    endpoints: tuple[EndpointInfo, ...] = ()
-    groups: tuple[GroupInfo, ...] = ()
+    Each read (exporter/reads.py) declares its own: `join` may add to the merged worker rows
+    (the instance list does), `families` yields its metric families.
+    """
+
+    def join(self, rows: Iterable[WorkerRow]) -> None:
+        """Add to the merged worker rows (called once, while the snapshot is built)."""
+
+    def families(self) -> Iterator[Metric]:
+        return iter(())
 
 
 def build_snapshot(
@@ -148,11 +147,8 @@ def build_snapshot(
     stale_after: float,
     now: float,
     reload: ReloadStatus | None = None,
-    account: AccountView | None = None,
-    instances: Mapping[str, Instance] | None = None,
+    views: Iterable[View] = (),
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
-    instance_read: tuple[int, float] | None = None,
-    billing: BillingView | None = None,
     web_config_successful: bool = True,
     lifecycle: tuple[EndpointLifecycle, ...] = (),
 ) -> Snapshot:
@@ -178,20 +174,17 @@ def build_snapshot(
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
             _label_row(row, state.target)
-    if instances:
-        for row in rows.values():
-            row.instance = instances.get(row.worker.id)
-    reload, account = reload or ReloadStatus(), account or AccountView()
+    views = tuple(views)
+    for view in views:
+        view.join(rows.values())
     return Snapshot(
         states,
         tuple(rows.values()),
         held,
         now,
-        reload,
-        account,
+        reload or ReloadStatus(),
+        views,
         requests,
-        instance_read,
-        billing,
         web_config_successful,
         lifecycle,
     )
@@ -282,9 +275,9 @@ class SnapshotCollector:
     def other_families(self) -> Iterator[Metric]:
         """Target families and build info: few series, rendered by prometheus-client itself."""
         yield from self._target_families()
-        yield from self._account_families()
+        for view in self._snapshot.views:
+            yield from view.families()
         yield from self._lifecycle_families()
-        yield from self._billing_families()
         info = GaugeMetricFamily(
             "vastai_exporter_build_info", "Version of vastai-exporter; value 1", labels=["version"]
         )
@@ -306,39 +299,6 @@ class SnapshotCollector:
             "1 if the last read of the web config file succeeded (also without one), else 0",
             value=1 if self._snapshot.web_config_successful else 0,
         )
-
-    def _account_families(self) -> Iterator[Metric]:
-        """Endpoint and worker-group settings from the account listing (discovery)."""
-        account = self._snapshot.account
-        labels = ("endpoint_id", "endpoint_name")
-        info = GaugeMetricFamily(
-            "vastai_endpoint_info",
-            f"Endpoint known from the account listing, with its state; value 1; {LISTED}.",
-            labels=(*labels, "endpoint_state"),
-        )
-        settings = _setting_families("vastai_endpoint", ENDPOINT_FIELDS, labels)
-        for endpoint in account.endpoints:
-            values = (str(endpoint.id), endpoint.name)
-            info.add_metric((*values, endpoint.state), 1)
-            for name, value in endpoint.settings.items():
-                settings[name].add_metric(values, value)
-        group_labels = ("worker_group_id", "endpoint_id", "endpoint_name")
-        groups = GaugeMetricFamily(
-            "vastai_worker_group_info",
-            f"Worker group known from the account listing, with its template; value 1; {LISTED}.",
-            labels=(*group_labels, "template_id", "template_hash"),
-        )
-        group_settings = _setting_families("vastai_worker_group", GROUP_FIELDS, group_labels)
-        for group in account.groups:
-            endpoint_id = "" if group.endpoint_id is None else str(group.endpoint_id)
-            values = (str(group.id), endpoint_id, group.endpoint_name)
-            groups.add_metric((*values, group.template_id, group.template_hash), 1)
-            for name, value in group.settings.items():
-                group_settings[name].add_metric(values, value)
-        yield info
-        yield from settings.values()
-        yield groups
-        yield from group_settings.values()
 
     def _lifecycle_families(self) -> Iterator[Metric]:
         """Cold starts, scaling and time per status of each endpoint (exporter/lifecycle.py)."""
@@ -382,49 +342,6 @@ class SnapshotCollector:
             for status, value in endpoint.state_seconds:
                 seconds.add_metric((*values, status), value)
         yield from (cold, added, removed, errors, seconds)
-
-    def _billing_families(self) -> Iterator[Metric]:
-        """Credit and today's charges from the billing read (absent while billing is off)."""
-        found = self._snapshot.billing
-        if found is None:
-            return
-        for name, value, what in (
-            (
-                "credit",
-                found.credit,
-                "Spendable credit of the account (credit, as vastai show user)",
-            ),
-            ("balance", found.balance, "Balance of the account (balance, as vastai show user)"),
-        ):
-            if value is not None:
-                yield GaugeMetricFamily(
-                    f"vastai_account_{name}_dollars", f"{what}, dollars; {BILLED}.", value=value
-                )
-        today = f"since 00:00 UTC, by item type (gpu, disk, bwd, bwu) and total; {BILLED}."
-        account = GaugeMetricFamily(
-            "vastai_account_charges_today_dollars",
-            f"Charges of every contract of the account (instances, volumes, serverless) {today}",
-            labels=("type",),
-        )
-        for kind in CHARGE_TYPES:
-            account.add_metric((kind,), found.account.get(kind, 0.0))
-        endpoints = GaugeMetricFamily(
-            "vastai_endpoint_charges_today_dollars",
-            f"Charges of the endpoint's serverless contracts {today}",
-            labels=("endpoint_id", "endpoint_name", "type"),
-        )
-        for endpoint_id, name, amounts in found.endpoints:
-            for kind in CHARGE_TYPES:
-                endpoints.add_metric((endpoint_id, name, kind), amounts.get(kind, 0.0))
-        groups = GaugeMetricFamily(
-            "vastai_worker_group_charges_today_dollars",
-            f"Charges of the worker group's serverless contracts {today}",
-            labels=("worker_group_id", "endpoint_id", "endpoint_name", "type"),
-        )
-        for group_id, endpoint_id, name, amounts in found.groups:
-            for kind in CHARGE_TYPES:
-                groups.add_metric((group_id, endpoint_id, name, kind), amounts.get(kind, 0.0))
-        yield from (account, endpoints, groups)
 
     def _target_families(self) -> Iterator[Metric]:
         def gauge(name: str, help_text: str) -> GaugeMetricFamily:
@@ -474,22 +391,9 @@ class SnapshotCollector:
         for labels, count in self._snapshot.requests:
             requests.add_metric(labels, count)
         yield requests
-        if self._snapshot.instance_read is not None:
-            pages, seconds = self._snapshot.instance_read
-            yield GaugeMetricFamily(
-                "vastai_instances_read_pages",
-                "Pages of the last read of the instance list (25 instances a page at most)",
-                value=pages,
-            )
-            yield GaugeMetricFamily(
-                "vastai_instances_read_duration_seconds",
-                "Duration of the last read of the instance list in seconds, pages spaced by "
-                "instances.page_interval included",
-                value=seconds,
-            )
 
 
-def _setting_families(
+def setting_families(
     prefix: str, fields: tuple[Field, ...], labels: tuple[str, ...]
 ) -> dict[str, GaugeMetricFamily]:
     """One gauge per listing field, by metric suffix, named <prefix>_<suffix>."""

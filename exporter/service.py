@@ -11,26 +11,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from .billing import Billing, BillingReader, BillingView, billing_view
-from .config import Config, ConfigError, Target, load_config, resolve_api_key
-from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
+from .billing import BillingRead
+from .config import Config, ConfigError, Kind, Target, load_config, resolve_api_key
+from .discovery import ListingRead, PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
-from .instances import InstanceReader, InstanceStore
+from .instances import InstancesRead
 from .lifecycle import LifecycleTracker
-from .metrics import AccountView, ReloadStatus, TargetState
+from .metrics import ReloadStatus, TargetState, View
 from .parsing import Worker
+from .reads import AccountRead
 from .scheduler import Scheduler
 from .traffic import RequestCounter, TokenBucket
-from .vast import Account, VastClient, create_session
+from .vast import VastClient, create_session
 
 log = logging.getLogger("exporter")
 FIRST_ROUND_WAIT = 60.0  # seconds the first instance read waits for the first poll round
+# The periodic account reads, in the order their metric families are written.
+ACCOUNT_READS: tuple[type[AccountRead], ...] = (ListingRead, InstancesRead, BillingRead)
 
 
 class Exporter:
@@ -46,12 +48,13 @@ class Exporter:
     ) -> None:
         self.config = config
         self.shard = shard or Shard()
-        self._account: Account | None = None
-        # Periodic account reads ("listing", "instances"), each with its task.
+        self.targets: list[Target] = []  # configured and discovered, of every shard
+        self.endpoint_names: dict[int, str] = {}
+        # Each account read runs as a PeriodicReader, with its task while it is enabled.
         # Readers live as long as the exporter, so a reload that turns one off and on again
         # cannot make it read sooner than its interval; only their tasks come and go.
-        self._readers: dict[str, PeriodicReader[Any]] = {}
-        self._reader_tasks: dict[str, asyncio.Task[None]] = {}
+        self._readers: dict[Kind, PeriodicReader[Any]] = {}
+        self._reader_tasks: dict[Kind, asyncio.Task[None]] = {}
         self._api_key = api_key
         self._config_path = config_path
         self._on_new_key = on_new_key
@@ -59,28 +62,13 @@ class Exporter:
         self._requests = RequestCounter()
         self._pacer = TokenBucket(config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
-        self._instances = InstanceStore(config.polling.stale_after)
-        self._billing: Billing | None = None
-        self._endpoint_names: dict[int, str] = {}
-        self._billing_reader = BillingReader(
-            lambda: self._client.fetch_user(),
-            lambda start, end, token: self._client.fetch_charges_page(start, end, token),
-        )
-        self._instance_reader = InstanceReader(
-            lambda ids, token: self._client.fetch_instance_page(ids, token),
-            self._polled_worker_ids,
-            self._instances,
-            config.instances.page_interval,
-            self._first_poll_round,
-        )
+        self._reads: dict[Kind, AccountRead] = {read.kind: read(self) for read in ACCOUNT_READS}
         self._old_sessions: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         polling = config.polling
         self.cache = MetricsCache(self.states, polling.stale_after, _refresh_every(config))
         self.cache.requests = self._requests.snapshot
-        self.cache.instances = self._instances.current
-        self.cache.instance_read = self._instance_read
-        self.cache.billing = self._billing_view
+        self.cache.views = self._views
         self.lifecycle = LifecycleTracker()
         self.cache.lifecycle = self.lifecycle.view
         self.scheduler = Scheduler(
@@ -152,8 +140,6 @@ class Exporter:
             self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
         self._pacer.set_rate(config.polling.max_requests_per_second)
-        self._instances.stale_after = config.polling.stale_after
-        self._instance_reader.page_interval = config.instances.page_interval
         self.scheduler.update_polling(config.polling)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
@@ -165,13 +151,14 @@ class Exporter:
 
     def _set_targets(self) -> None:
         """Poll this shard's share of the configured and discovered targets."""
-        account = self._account  # None while discovery is off
+        listing = self._reads[Kind.LISTING]
+        account = listing.account if isinstance(listing, ListingRead) else None
         found = discovered_targets(account, self.config.discovery) if account else []
         listed = {e.id: e.name for e in account.endpoints} if account else {}
-        targets = merge_targets(self.config.targets, found, listed)
-        # Endpoint names for the billing read's endpoints: as the targets name them, else
-        # as the listing does.
-        self._endpoint_names = listed | {
+        self.targets = targets = merge_targets(self.config.targets, found, listed)
+        # Endpoint names (for reads that know endpoints by id): as the targets name them,
+        # else as the listing does.
+        self.endpoint_names = listed | {
             t.endpoint_id: t.endpoint_name
             for t in targets
             if t.endpoint_id is not None and t.endpoint_name
@@ -180,8 +167,9 @@ class Exporter:
         polled = [t for t in targets if self.shard.owns(t.kind, t.id)]
         self.lifecycle.set_targets(polled, targets)
         self.scheduler.set_targets(polled)
-        self.cache.account = self._account_view(targets)
         self.cache.mark_changed()
+
+    targets_changed = _set_targets  # ReadContext: the listing found other targets
 
     def _warn_split_endpoints(self, discovered: list[Target]) -> None:
         """With sharding, a configured endpoint whose groups are discovered may be polled by
@@ -199,95 +187,49 @@ class Exporter:
                 extra={"fields": {"endpoints": ",".join(map(str, split))}},
             )
 
-    def _account_view(self, targets: list[Target]) -> AccountView:
-        """Settings of this shard's polled endpoints and groups, named as their targets are."""
-        if self._account is None:
-            return AccountView()
-        names = {t.endpoint_id: t.endpoint_name for t in targets if t.endpoint_id is not None}
-        endpoints = tuple(
-            replace(endpoint, name=names[endpoint.id])
-            for endpoint in self._account.endpoints
-            if endpoint.id in names and self.shard.owns("endpoint", endpoint.id)
-        )
-        polled = {t.id: t for t in targets if t.kind == "worker_group"}
-        groups = tuple(
-            replace(group, endpoint_name=polled[group.id].endpoint_name)
-            for group in self._account.groups
-            if group.id in polled and self.shard.owns("worker_group", group.id)
-        )
-        return AccountView(endpoints, groups)
-
     def _configure_readers(self) -> None:
-        """Start, retune or stop the account listing and instance list readers."""
-        config = self.config
-        self._configure_reader(
-            "listing",
-            config.discovery.enabled,
-            config.discovery.interval,
-            lambda: self._client.fetch_account(),
-            self._on_account,
-        )
-        self._configure_reader(
-            "instances",
-            config.instances.enabled,
-            config.instances.interval,
-            self._instance_reader.read,
-            lambda found: None,  # each page enters the store as it is read
-        )
-        self._configure_reader(
-            "billing",
-            config.billing.enabled,
-            config.billing.interval,
-            self._billing_reader.read,
-            self._on_billing,
-        )
+        """Start, retune or stop each account read as the config says."""
+        for read in self._reads.values():
+            read.configure()
+            enabled, interval = read.schedule()
+            if not enabled:
+                self._stop_reader(read.kind)
+                continue
+            reader = self._readers.get(read.kind)
+            if reader is None:
+                reader = PeriodicReader(
+                    Target(read.kind, "account"), read.read, interval, read.apply, self._on_change
+                )
+                self._readers[read.kind] = reader
+            reader.set_interval(interval)
+            if read.kind not in self._reader_tasks:
+                self._reader_tasks[read.kind] = asyncio.create_task(reader.run(), name=read.kind)
 
-    def _configure_reader(
-        self,
-        kind: str,
-        enabled: bool,
-        interval: float,
-        read: Callable[[], Awaitable[Any]],
-        on_result: Callable[[Any], None],
-    ) -> None:
-        if not enabled:
-            self._stop_reader(kind)
-            return
-        reader = self._readers.get(kind)
-        if reader is None:
-            reader = PeriodicReader(
-                Target(kind, "account"), read, interval, on_result, self._on_change
-            )
-            self._readers[kind] = reader
-        reader.set_interval(interval)
-        if kind not in self._reader_tasks:
-            self._reader_tasks[kind] = asyncio.create_task(reader.run(), name=kind)
-
-    def _stop_reader(self, kind: str) -> None:
+    def _stop_reader(self, kind: Kind) -> None:
         task = self._reader_tasks.pop(kind, None)
         if task is not None:
             task.cancel()
-        if kind == "listing":
-            self._account = None
-        elif kind == "instances":
-            self._instances.clear()
-        elif kind == "billing":
-            self._billing = None
+        self._reads[kind].clear()
 
-    def _on_billing(self, found: Billing) -> None:
-        self._billing = found
+    def _views(self) -> tuple[View, ...]:
+        """What the running account reads add to the next snapshot."""
+        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        views = []
+        for kind, read in self._reads.items():  # in ACCOUNT_READS order
+            if kind not in self._reader_tasks:
+                continue
+            fresh = self._readers[kind].state.holds_workers(now, stale_after)
+            view = read.view(fresh)
+            if view is not None:
+                views.append(view)
+        return tuple(views)
 
-    def _billing_view(self) -> BillingView | None:
-        """The last billing read as this replica exports it; None once stale_after passed
-        since it last succeeded (or when billing is off)."""
-        reader = self._readers.get("billing")
-        if self._billing is None or reader is None or "billing" not in self._reader_tasks:
-            return None
-        if not reader.state.holds_workers(time.monotonic(), self.config.polling.stale_after):
-            return None
-        return billing_view(self._billing, self._endpoint_names, self.shard.owns)
+    @property
+    def client(self) -> VastClient:
+        """The client of the current config (ReadContext)."""
+        return self._client
 
-    def _polled_worker_ids(self) -> set[str]:
+    def polled_worker_ids(self) -> set[str]:
         """The workers this replica exports now: the instances worth reading."""
         now, stale_after = time.monotonic(), self.config.polling.stale_after
         return {
@@ -297,22 +239,11 @@ class Exporter:
             for worker in state.workers
         }
 
-    async def _first_poll_round(self) -> None:
+    async def first_poll_round(self) -> None:
         """Until every target has been polled once (at most a minute, for a slow discovery):
         before that, the instances worth reading are not known."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.scheduler.first_round.wait(), FIRST_ROUND_WAIT)
-
-    def _instance_read(self) -> tuple[int, float] | None:
-        """Pages and seconds of the last instance-list read, once there was one."""
-        reader = self._instance_reader
-        if reader.last_pages is None or reader.last_duration is None:
-            return None
-        return reader.last_pages, reader.last_duration
-
-    def _on_account(self, account: Account) -> None:
-        self._account = account
-        self._set_targets()
 
     def _retire_session(self, session: aiohttp.ClientSession, grace: float) -> None:
         """Close a replaced session once the polls still using it have had time to finish."""

@@ -14,28 +14,20 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
 
-from . import __version__, billing
+from . import __version__
 from .config import Target
-from .fields import INSTANCE_COLUMNS
 from .logs import REDACTED
 from .parsing import (
-    EndpointInfo,
-    GroupInfo,
-    InstancePage,
     NotReady,
     PollError,
     Worker,
     body_message,
     decode_json,
-    parse_endpoints,
-    parse_instance_page,
-    parse_worker_groups,
     parse_workers_payload,
     string_error,
 )
@@ -46,13 +38,6 @@ T = TypeVar("T")
 ENDPOINT_PATH = "/get_endpoint_workers/"
 # The seed documents the first; newer docs show the second. Try in order, remember what works.
 WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
-LISTING_ENDPOINTS_PATH = "/api/v0/endptjobs/"
-LISTING_GROUP_PATHS = ("/api/v0/workergroups/", "/api/v0/autojobs/")
-# v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
-INSTANCES_PATH = "/api/v1/instances/"
-INSTANCES_PAGE_SIZE = 25  # show_instances.yaml: "Default 25, max 25"
-USER_PATH = "/api/v0/users/current/"  # show_user.yaml
-CHARGES_PATH = "/api/v0/charges/"  # show_charges.yaml
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -73,14 +58,6 @@ def proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return urllib.request.getproxies().get(parts.scheme)
-
-
-@dataclass(frozen=True)
-class Account:
-    """What the account listing says: its endpoints and worker groups."""
-
-    endpoints: tuple[EndpointInfo, ...]
-    groups: tuple[GroupInfo, ...]
 
 
 class VastClient:
@@ -120,58 +97,38 @@ class VastClient:
             if target.kind == "endpoint":
                 return await self._fetch(ENDPOINT_PATH, int(target.id))
             group_id = int(target.id)
-            return await self._first_that_exists(
+            return await self.first_that_exists(
                 WORKER_GROUP_PATHS, lambda path: self._fetch(path, group_id)
             )
 
-    async def fetch_account(self) -> Account:
-        """The account's endpoints and worker groups (two calls, one after the other)."""
-        with self._scrubbed():
-            endpoints = await self._get_listing(LISTING_ENDPOINTS_PATH, parse_endpoints)
-            groups = await self._first_that_exists(
-                LISTING_GROUP_PATHS, lambda path: self._get_listing(path, parse_worker_groups)
-            )
-            return Account(tuple(endpoints), tuple(groups))
+    async def get(
+        self, path: str, parse: Callable[[Any], T], params: dict[str, str] | None = None
+    ) -> T:
+        """GET a console path (an account read) and parse its JSON with `parse`.
 
-    async def fetch_instance_page(
-        self, instance_ids: Sequence[str], after_token: str | None = None
-    ) -> InstancePage:
-        """One page (at most 25) of the instances among `instance_ids`, only the columns the
-        exporter exports (vast-ai/docs show_instances.yaml: select_filters, select_cols,
-        keyset paging with after_token/next_token)."""
-        params = {
-            "limit": str(INSTANCES_PAGE_SIZE),
-            "select_cols": json.dumps(list(INSTANCE_COLUMNS), separators=(",", ":")),
-            "select_filters": json.dumps(
-                {"id": {"in": [int(i) for i in instance_ids]}}, separators=(",", ":")
-            ),
-        }
-        if after_token is not None:
-            params["after_token"] = after_token
+        The body is never quoted in an error: account answers hold secrets (endpoint api_keys,
+        instance tokens, the user's email).
+        """
         with self._scrubbed():
-            return await self._get_listing(INSTANCES_PATH, parse_instance_page, params)
+            return await self._get_listing(path, parse, params)
 
-    async def fetch_user(self) -> tuple[float | None, float | None]:
-        """The account's (credit, balance); the rest of the user record is dropped unread."""
-        with self._scrubbed():
-            return await self._get_listing(USER_PATH, billing.parse_user)
-
-    async def fetch_charges_page(
-        self, day_start: int, day_end: int, after_token: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of the day's charges of every contract type, serverless ones in tree
-        format (show_charges.yaml: select_filters with a UTC day range, format=tree)."""
-        params = {
-            "select_filters": json.dumps(
-                {"day": {"gte": day_start, "lte": day_end}}, separators=(",", ":")
-            ),
-            "format": "tree",
-            "limit": str(billing.PAGE_SIZE),
-        }
-        if after_token is not None:
-            params["after_token"] = after_token
-        with self._scrubbed():
-            return await self._get_listing(CHARGES_PATH, billing.charges_page, params)
+    async def first_that_exists(
+        self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """Call with the path of `paths` that worked last (else the first); on 404 try the
+        others in turn, and remember the one that answers. Vast has renamed calls before."""
+        first = self.known_paths.get(paths, paths[0])
+        ordered = (first, *(path for path in paths if path != first))
+        for index, path in enumerate(ordered):
+            try:
+                result = await call(path)
+            except PollError as exc:
+                if exc.reason == "not_found" and index + 1 < len(ordered):
+                    continue
+                raise
+            self.known_paths[paths] = path
+            return result
+        raise AssertionError("unreachable: the last path either returns or raises")
 
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
@@ -192,34 +149,11 @@ class VastClient:
         self, path: str, parse: Callable[[Any], T], params: dict[str, str] | None = None
     ) -> T:
         status, headers, body = await self._request("GET", "console", path, params=params)
-        if path == LISTING_ENDPOINTS_PATH and status == 400 and b"No endpoints" in body:
-            return parse({"results": []})  # how Vast says "this account has no endpoints"
-        if status == 404 and path in (USER_PATH, CHARGES_PATH):
-            # show_charges.yaml: 404 "when the supplied API key does not match any user"
-            raise PollError("auth", f"HTTP 404: {body_message(body)}")
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         # Listing bodies hold secrets (endpoint api_keys, instance tokens): an error about one
         # must not quote it, so decoding errors here say where, not what.
         return await _parse_off_loop(lambda: parse(decode_json(body, quote=False)), len(body))
-
-    async def _first_that_exists(
-        self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
-    ) -> T:
-        """Call with the path of `paths` that worked last (else the first); on 404 try the
-        others in turn, and remember the one that answers. Vast has renamed calls before."""
-        first = self.known_paths.get(paths, paths[0])
-        ordered = (first, *(path for path in paths if path != first))
-        for index, path in enumerate(ordered):
-            try:
-                result = await call(path)
-            except PollError as exc:
-                if exc.reason == "not_found" and index + 1 < len(ordered):
-                    continue
-                raise
-            self.known_paths[paths] = path
-            return result
-        raise AssertionError("unreachable: the last path either returns or raises")
 
     async def _fetch(self, path: str, target_id: int) -> list[Worker]:
         status, headers, body = await self._request("POST", "api", path, {"id": target_id})

@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from exporter.config import ConfigError, DiscoverySettings, Target, parse_config
-from exporter.discovery import Shard, discovered_targets, merge_targets
+from exporter.discovery import Account, Shard, discovered_targets, merge_targets
 from exporter.parsing import EndpointInfo, GroupInfo
-from exporter.vast import Account
 
 from .fakevast import (
     AUTOJOBS_PATH,

@@ -19,6 +19,7 @@ from exporter.exposition import (
     render_simple,
     wants_openmetrics,
 )
+from exporter.instances import InstancesView
 from exporter.metrics import Snapshot, SnapshotCollector, TargetState, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
 
@@ -76,7 +77,7 @@ def snapshot() -> Snapshot:
         "12": Instance("12", "A100", "1", "7", "US", "", {"price_dollars_per_hour": 1.5}),
         "999": Instance("999", "H100", "1", "1", "US", "running", full),  # not a worker
     }
-    return build_snapshot(states, 300, NOW, instances=instances)
+    return build_snapshot(states, 300, NOW, views=[InstancesView(instances, (3, 2.5))])
 
 
 def reference(snap: Snapshot, openmetrics: bool) -> bytes:

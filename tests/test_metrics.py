@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exporter.billing import BillingView
 from exporter.config import Target
+from exporter.discovery import ListingView
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
 from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
+from exporter.instances import InstancesView
 from exporter.metrics import TargetState, build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 
@@ -121,21 +124,33 @@ def test_target_series_and_zeroed_error_counters() -> None:
     assert series(samples, "vastai_exporter_build_info")
 
 
+def every_view() -> list:
+    """A view of each account read, so that every family is written."""
+    billing = BillingView(12.5, -1.0, {"total": 3.0}, (("10", "chat", {"gpu": 2.0}),), ())
+    return [ListingView(), InstancesView({}, (4, 3.5)), billing]
+
+
 def test_help_texts_say_the_data_is_cached() -> None:
-    text = render(build_snapshot([state(ENDPOINT, worker(1))], 300, NOW)).decode()
+    snapshot = build_snapshot([state(ENDPOINT, worker(1))], 300, NOW, views=every_view())
+    text = render(snapshot).decode()
     helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_")]
+    billed = [line for line in helps if "billing read" in line]
     polled = [
-        line for line in helps if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
+        line
+        for line in helps
+        if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target")) and line not in billed
     ]
     counted = [line for line in helps if "counted by this exporter" in line]  # lifecycle
     listed = [
         line
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
+        and line not in billed
         and line not in counted
     ]
     priced = [line for line in polled if "instance list" in line]
-    assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(counted) == 5
+    assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(billed) == 5
+    assert len(counted) == 5
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -144,9 +159,9 @@ def test_help_texts_say_the_data_is_cached() -> None:
 def test_readme_documents_every_exported_metric() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
-    text = render(build_snapshot(rows, 300, NOW, instance_read=(4, 3.5))).decode()
+    text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 61
+    assert len(names) == 66
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
