@@ -114,7 +114,7 @@ def _walk(
     amount = parse_number(node.get("amount"))
     if wrapper is not None:
         kind, ident = wrapper.group(1), int(wrapper.group(2))
-        if kind == "endpoint":
+        if kind == Kind.ENDPOINT:
             endpoint_id = ident
             if amount is not None:
                 _add(charges.endpoints.setdefault(ident, {}), TOTAL, amount)

@@ -26,6 +26,7 @@ from .config import (
     ConfigError,
     DiscoverySettings,
     InstancesSettings,
+    Kind,
     PollingSettings,
     Target,
     VastSettings,
@@ -249,9 +250,9 @@ def demo_config(api_url: str) -> Config:
     and its worker groups, found by account discovery; its instance list (GPUs, prices) and
     its billing (credit, today's charges)."""
     endpoints = tuple(
-        Target("endpoint", t.id, t.name, t.id, t.name)
+        Target(Kind.ENDPOINT, t.id, t.name, t.id, t.name)
         for t in simulator.demo_targets()
-        if t.kind == "endpoint"
+        if t.kind == Kind.ENDPOINT
     )
     return Config(
         vast=VastSettings(api_url=api_url, console_url=api_url, timeout=5.0),

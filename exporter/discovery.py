@@ -20,10 +20,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .config import DiscoverySettings, Kind, Target
 from .fields import ENDPOINT_FIELDS, GROUP_FIELDS
-from .metrics import LISTED, TargetState, View, setting_families
+from .metrics import LISTED, View, setting_families
 from .parsing import EndpointInfo, GroupInfo, PollError, parse_endpoints, parse_worker_groups
 from .reads import AccountRead
-from .scheduler import attempt, next_delay, wait_replanned
+from .scheduler import TargetState, attempt, next_delay, wait_replanned
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +214,11 @@ def discovered_targets(account: Account, settings: DiscoverySettings) -> list[Ta
         if not settings.wants(name):
             continue
         with_groups.add(group.endpoint_id)
-        targets.append(Target("worker_group", group.id, "", group.endpoint_id, name))
+        targets.append(Target(Kind.WORKER_GROUP, group.id, "", group.endpoint_id, name))
     for endpoint in account.endpoints:
         if endpoint.id not in with_groups and settings.wants(endpoint.name):
             targets.append(
-                Target("endpoint", endpoint.id, endpoint.name, endpoint.id, endpoint.name)
+                Target(Kind.ENDPOINT, endpoint.id, endpoint.name, endpoint.id, endpoint.name)
             )
     return targets
 
@@ -235,7 +235,7 @@ def merge_targets(
     group without `endpoint_id` learns its endpoint from the listing.
     """
     explicit = list(explicit)
-    configured = {t.id: t.name for t in explicit if t.kind == "endpoint" and t.name}
+    configured = {t.id: t.name for t in explicit if t.kind == Kind.ENDPOINT and t.name}
     listed = dict(listed_names or {})
     discovered = list(discovered)
     by_key = {target.key: target for target in discovered}
@@ -248,11 +248,11 @@ def merge_targets(
     merged: dict[str, Target] = {}
     for target in discovered + explicit:
         found = by_key.get(target.key)
-        if target.kind == "worker_group" and target.endpoint_id is None and found is not None:
+        if target.kind == Kind.WORKER_GROUP and target.endpoint_id is None and found is not None:
             target = replace(target, endpoint_id=found.endpoint_id)
         name = endpoint_name(target.endpoint_id, target.endpoint_name)
         target = replace(target, endpoint_name=name)
-        if target.kind == "endpoint":
+        if target.kind == Kind.ENDPOINT:
             target = replace(target, name=name)
         merged[target.key] = target
     return list(merged.values())

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .config import Target
+from .config import Kind, Target
 from .parsing import Worker
 
 # Upper bounds of the cold-start histogram: 15s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h (+Inf).
@@ -105,7 +105,7 @@ class _Last:
 
 def endpoint_of(target: Target) -> str:
     """The endpoint id a target's workers count under ("" when unknown)."""
-    if target.kind == "endpoint":
+    if target.kind == Kind.ENDPOINT:
         return str(target.id)
     return "" if target.endpoint_id is None else str(target.endpoint_id)
 
@@ -131,9 +131,9 @@ class LifecycleTracker:
 
     def counts(self, target: Target) -> bool:
         """Whether this target's workers are counted (see the module docstring)."""
-        if target.kind == "endpoint":
+        if target.kind == Kind.ENDPOINT:
             return True
-        return target.kind == "worker_group" and (
+        return target.kind == Kind.WORKER_GROUP and (
             endpoint_of(target) not in self._with_endpoint_target
         )
 
@@ -143,7 +143,9 @@ class LifecycleTracker:
         Targets no longer polled or counted are forgotten, and so are the counters of endpoints
         none of whose targets is counted any more (their series disappear, as the workers do).
         """
-        self._with_endpoint_target = {endpoint_of(t) for t in all_targets if t.kind == "endpoint"}
+        self._with_endpoint_target = {
+            endpoint_of(t) for t in all_targets if t.kind == Kind.ENDPOINT
+        }
         self._polled = {t.key: t for t in polled if self.counts(t)}
         for key in [key for key in self._last if key not in self._polled]:
             del self._last[key]
@@ -165,7 +167,7 @@ class LifecycleTracker:
             return
         endpoint = endpoint_of(target)
         counts = self._counts.get(endpoint)
-        name = target.name if target.kind == "endpoint" else target.endpoint_name
+        name = target.name if target.kind == Kind.ENDPOINT else target.endpoint_name
         if counts is None:
             counts = self._counts[endpoint] = _Counts(name)
         counts.name = name  # the latest name: a rename moves the series, not the counts

@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .config import Target
+from .config import Kind, Target
 from .fields import (
     INSTANCE_FIELDS,
     INSTANCE_LABEL_FIELDS,
@@ -29,6 +29,7 @@ from .fields import (
 from .lifecycle import BUCKETS, EndpointLifecycle
 from .parsing import REASONS, Instance, Worker
 from .pricing import billed_dollars_per_hour
+from .scheduler import TargetState
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
@@ -57,38 +58,6 @@ STATUS_HELP = f"Status of the worker as a label (lower-cased status field), valu
 DEPLOYMENT_HELP = (
     f"Deployment version the worker runs (deployment_version_id), as a label; value 1; {CACHED}."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TargetState:
-    """What is known of one target after its polls; replaced, never mutated."""
-
-    target: Target
-    polled: bool = False
-    up: bool = False
-    workers: tuple[Worker, ...] = ()
-    last_success: float | None = None  # wall clock, exported
-    last_success_monotonic: float | None = None  # for staleness, immune to clock steps
-    last_attempt: float | None = None
-    last_duration: float | None = None
-    last_error: str | None = None
-    last_error_message: str = ""
-    errors: tuple[int, ...] = (0,) * len(REASONS)
-    rate_limited_streak: int = 0
-    retry_after: float | None = None
-    truncated: bool = False  # more workers than polling.max_workers_per_target
-    not_ready: bool = False  # the last poll answered HTTP 200 {"error_msg": ...}
-    not_ready_message: str = ""  # that message (key scrubbed)
-
-    def holds_workers(self, now: float, stale_after: float) -> bool:
-        """Whether this target's workers are exported: up, or down for less than stale_after.
-
-        `now` is time.monotonic(), like last_success_monotonic.
-        """
-        if self.up:
-            return True
-        since = self.last_success_monotonic
-        return since is not None and now - since <= stale_after
 
 
 @dataclass(slots=True)
@@ -191,7 +160,7 @@ def build_snapshot(
 
 
 def _label_row(row: WorkerRow, target: Target) -> None:
-    if target.kind == "endpoint":
+    if target.kind == Kind.ENDPOINT:
         row.endpoint_id, row.endpoint_name, row.from_endpoint = str(target.id), target.name, True
         return
     row.worker_group_id = str(target.id)
@@ -374,7 +343,7 @@ class SnapshotCollector:
             if not state.polled:
                 continue
             up.add_metric(labels, 1 if state.up else 0)
-            if target.kind in ("endpoint", "worker_group"):  # listings carry no workers
+            if target.kind in (Kind.ENDPOINT, Kind.WORKER_GROUP):  # listings carry no workers
                 workers.add_metric(labels, self._snapshot.held.get(target.key, 0))
                 not_ready.add_metric(labels, 1 if state.not_ready else 0)
             if state.last_success is not None:

@@ -13,11 +13,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .config import PollingSettings, Target
-from .metrics import TargetState
 from .parsing import REASONS, NotReady, PollError, Worker
 
 log = logging.getLogger(__name__)
@@ -29,6 +28,38 @@ MAX_RETRY_AFTER = 3600.0
 
 FetchWorkers = Callable[[Target], Awaitable[list[Worker]]]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What is known of one target after its polls; replaced, never mutated."""
+
+    target: Target
+    polled: bool = False
+    up: bool = False
+    workers: tuple[Worker, ...] = ()
+    last_success: float | None = None  # wall clock, exported
+    last_success_monotonic: float | None = None  # for staleness, immune to clock steps
+    last_attempt: float | None = None
+    last_duration: float | None = None
+    last_error: str | None = None
+    last_error_message: str = ""
+    errors: tuple[int, ...] = (0,) * len(REASONS)
+    rate_limited_streak: int = 0
+    retry_after: float | None = None
+    truncated: bool = False  # more workers than polling.max_workers_per_target
+    not_ready: bool = False  # the last poll answered HTTP 200 {"error_msg": ...}
+    not_ready_message: str = ""  # that message (key scrubbed)
+
+    def holds_workers(self, now: float, stale_after: float) -> bool:
+        """Whether this target's workers are exported: up, or down for less than stale_after.
+
+        `now` is time.monotonic(), like last_success_monotonic.
+        """
+        if self.up:
+            return True
+        since = self.last_success_monotonic
+        return since is not None and now - since <= stale_after
 
 
 class Scheduler:

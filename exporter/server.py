@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import __version__
 from .exposition import MetricsCache, RuntimeFamilies
-from .metrics import TargetState
+from .scheduler import TargetState
 from .webconfig import BasicAuth
 
 PAGE = """<!DOCTYPE html>

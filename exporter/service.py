@@ -22,10 +22,10 @@ from .discovery import ListingRead, PeriodicReader, Shard, discovered_targets, m
 from .exposition import MetricsCache
 from .instances import InstancesRead
 from .lifecycle import LifecycleTracker
-from .metrics import ReloadStatus, TargetState, View
+from .metrics import ReloadStatus, View
 from .parsing import Worker
 from .reads import AccountRead
-from .scheduler import Scheduler
+from .scheduler import Scheduler, TargetState
 from .traffic import RequestCounter, TokenBucket
 from .vast import VastClient, create_session
 
@@ -176,8 +176,10 @@ class Exporter:
         one replica and its groups by others: its workers would then be exported twice."""
         if self.shard.count == 1:
             return
-        configured = {t.id for t in self.config.targets if t.kind == "endpoint"}
-        split = sorted({t.endpoint_id for t in discovered if t.kind == "worker_group"} & configured)
+        configured = {t.id for t in self.config.targets if t.kind == Kind.ENDPOINT}
+        split = sorted(
+            {t.endpoint_id for t in discovered if t.kind == Kind.WORKER_GROUP} & configured
+        )
         if split and split != self._warned_split:
             self._warned_split = split
             log.warning(

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from . import __version__
-from .config import Target
+from .config import Kind, Target
 from .logs import REDACTED
 from .parsing import (
     NotReady,
@@ -94,7 +94,7 @@ class VastClient:
     async def fetch_workers(self, target: Target) -> list[Worker]:
         """The target's workers."""
         with self._scrubbed():
-            if target.kind == "endpoint":
+            if target.kind == Kind.ENDPOINT:
                 return await self._fetch(ENDPOINT_PATH, int(target.id))
             group_id = int(target.id)
             return await self.first_that_exists(

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Target
 from exporter.exposition import MetricsCache
-from exporter.metrics import TargetState
+from exporter.scheduler import TargetState
 from exporter.server import ExporterApp
 
 from .conftest import promtool

@@ -20,8 +20,9 @@ from exporter.exposition import (
     wants_openmetrics,
 )
 from exporter.instances import InstancesView
-from exporter.metrics import Snapshot, SnapshotCollector, TargetState, build_snapshot
+from exporter.metrics import Snapshot, SnapshotCollector, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
+from exporter.scheduler import TargetState
 
 from .fakevast import worker
 

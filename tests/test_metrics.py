@@ -11,8 +11,9 @@ from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
 from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
 from exporter.instances import InstancesView
-from exporter.metrics import TargetState, build_snapshot
+from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
+from exporter.scheduler import TargetState
 
 from .fakevast import worker
 from .harness import parse_metrics, series
