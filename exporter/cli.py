@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from . import __version__, service, simulator
+from . import __version__, service
 from .config import (
     BillingSettings,
     Config,
@@ -185,7 +185,9 @@ def parse_shard(index: int, count: int) -> Shard:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:
-        return simulator.run_simulator(argv[1:])
+        from .sim import run_simulator  # the simulator is loaded only when asked for
+
+        return run_simulator(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         listen = parse_listen_address(args.listen_address)
@@ -249,9 +251,11 @@ def demo_config(api_url: str) -> Config:
     """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
     and its worker groups, found by account discovery; its instance list (GPUs, prices) and
     its billing (credit, today's charges)."""
+    from . import sim
+
     endpoints = tuple(
         Target(Kind.ENDPOINT, t.id, t.name, t.id, t.name)
-        for t in simulator.demo_targets()
+        for t in sim.demo_targets()
         if t.kind == Kind.ENDPOINT
     )
     return Config(
@@ -279,7 +283,9 @@ async def serve(
     cleanups: list[Callable[[], Awaitable[object]]] = []
     try:
         if config is None:
-            sim_runner, sim_url = await simulator.start_simulator("127.0.0.1", 0)
+            from . import sim  # the simulator is loaded only for --demo
+
+            sim_runner, sim_url = await sim.start_simulator("127.0.0.1", 0)
             cleanups.append(sim_runner.cleanup)
             config = demo_config(sim_url)
             log.info(

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import instance_list
+from exporter.sim import instance_list
 
 ENDPOINT_PATH = "/get_endpoint_workers/"
 ENDPTJOBS_PATH = "/api/v0/endptjobs/"

@@ -307,7 +307,7 @@ def test_demo_config_passes_the_exporter_check():
 
 
 def test_demo_config_polls_what_the_simulator_serves():
-    simulator = pytest.importorskip("exporter.simulator")
+    simulator = pytest.importorskip("exporter.sim")
     config = yaml.safe_load((DEPLOY / "demo-config.yaml").read_text())
     configured = {("endpoint", e["id"], e.get("name", "")) for e in config["endpoints"]}
     configured |= {("worker_group", g["id"], g.get("endpoint_id")) for g in config["worker_groups"]}

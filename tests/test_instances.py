@@ -12,9 +12,9 @@ import logging
 
 import pytest
 
-from exporter import instance_list
 from exporter.config import ConfigError, InstancesSettings, parse_config
 from exporter.fields import INSTANCE_COLUMNS
+from exporter.sim import instance_list
 
 from .fakevast import (
     INSTANCES_PATH,

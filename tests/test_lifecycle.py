@@ -231,7 +231,7 @@ def test_the_demo_simulation_gives_every_lifecycle_series_data_within_minutes() 
     cold starts of tens of seconds, scale-ups and downs and errors come within minutes, and
     the fresh endpoint cold-starts after its not-ready spell."""
     from exporter.parsing import parse_workers_payload
-    from exporter.simulator import FRESH_ENDPOINT_ID, Simulation, demo_targets
+    from exporter.sim import FRESH_ENDPOINT_ID, Simulation, demo_targets
 
     now = [1_800_000_000.0]
     sim = Simulation(seed=1, clock=lambda: now[0])

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from exporter.fields import WORKER_FIELDS
-from exporter.simulator import (
+from exporter.sim import (
     FLAKY_GROUP_ID,
     FRESH_ENDPOINT_ID,
     FRESH_SECONDS,
@@ -390,3 +390,16 @@ async def test_the_fresh_endpoint_is_not_ready_then_cold_starts(api: Api) -> Non
         seen.append({_status(w) for w in workers})
     assert "creating" in seen[1]
     assert set().union(*seen) >= {"creating", "loading", "model_loading", "ready"}
+
+
+def test_the_exporter_loads_the_simulator_only_for_the_demo() -> None:
+    """exporter.sim is imported by --demo and `simulate`, never by a normal run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, exporter.cli, exporter.service\n"
+        "print(sorted(m for m in sys.modules if m.startswith('exporter.sim')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

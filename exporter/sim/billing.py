@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pricing import COMPUTE, STORAGE
+from ..pricing import COMPUTE, STORAGE
 
 DAY = 86400
 START_CREDIT = 600.0  # about 18 hours of the demo account's spend: the runway panel shows it
