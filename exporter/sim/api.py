@@ -66,20 +66,27 @@ async def _read_id(request: web.Request) -> int | web.Response:
     return ident
 
 
+def _refusal(
+    what: str, ident: int, known: bool, not_ready: Callable[[], str | None]
+) -> web.Response | None:
+    """What Vast answers instead of a worker list, if anything: for an unknown id, HTTP 200 whose
+    body is a bare JSON string (get_endpoint_workers.yaml and get_autogroup_workers.yaml show
+    it); while the endpoint cannot be listed yet, HTTP 200 `{"error_msg": ...}`."""
+    if not known:
+        message = f"authenticate_{what}_apikey: invalid api_key or {what} {ident} not found"
+        return web.json_response(message)
+    pending = not_ready()
+    return None if pending is None else web.json_response({"error_msg": pending})
+
+
 async def _endpoint_workers(request: web.Request) -> web.Response:
     ident = await _read_id(request)
     if isinstance(ident, web.Response):
         return ident
     sim = request.app[_SIM_KEY]
     workers = sim.endpoint_workers(ident)
-    if workers is None:
-        # get_endpoint_workers.yaml: HTTP 200 whose body is a bare JSON string.
-        msg = f"authenticate_endpoint_apikey: invalid api_key or endpoint {ident} not found"
-        return web.json_response(msg)
-    not_ready = sim.not_ready(ident)
-    if not_ready is not None:
-        return web.json_response({"error_msg": not_ready})
-    return web.json_response(workers)
+    refusal = _refusal("endpoint", ident, workers is not None, lambda: sim.not_ready(ident))
+    return refusal or web.json_response(workers)
 
 
 async def _group_workers(request: web.Request) -> web.Response:
@@ -88,13 +95,11 @@ async def _group_workers(request: web.Request) -> web.Response:
         return ident
     sim = request.app[_SIM_KEY]
     workers = sim.group_workers(ident)
-    if workers is None:
-        # get_autogroup_workers.yaml: HTTP 200 whose body is a bare JSON string.
-        msg = f"authenticate_workergroup_apikey: invalid api_key or workergroup {ident} not found"
-        return web.json_response(msg)
-    not_ready = sim.not_ready(sim.group_endpoint(ident))
-    if not_ready is not None:
-        return web.json_response({"error_msg": not_ready})
+    refusal = _refusal(
+        "workergroup", ident, workers is not None, lambda: sim.not_ready(sim.group_endpoint(ident))
+    )
+    if refusal is not None:
+        return refusal
     fault = sim.group_fault(ident)
     if fault is None:
         shaped = {"workers": workers} if ident == OBJECT_SHAPE_GROUP_ID else workers
