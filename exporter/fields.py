@@ -24,6 +24,9 @@ def parse_number(value: Any) -> float | None:
     number": the field's series is dropped rather than exported as a value that would poison
     every sum, average and alert built on it.
     """
+    kind = type(value)
+    if kind is float:  # the common case first: JSON numbers with a fraction
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

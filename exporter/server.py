@@ -78,8 +78,10 @@ class ExporterApp:
         return web.Response(status=500, text=text)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        """Copy cached bytes: the format and encoding the scraper asked for, nothing rendered."""
-        body, content_type, encoding = self._cache.exposition.select(
+        """Cached bytes in the format and encoding the scraper asked for: what Prometheus asks
+        for (OpenMetrics, gzip) is always rendered already, another form once per render, off
+        the loop. The exposition is taken once, so the body is of one snapshot."""
+        body, content_type, encoding = await self._cache.exposition.select(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )
         response = web.Response(body=body, headers={"Content-Type": content_type})
