@@ -10,6 +10,7 @@ import json
 import math
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -100,22 +101,62 @@ _DOUBLE = struct.Struct("=d")
 
 
 def read_figures(item: dict[str, Any]) -> bytes:
-    """The WORKER_FIELDS figures of one worker object, packed, MISSING where unusable."""
+    """The WORKER_FIELDS figures of one worker object, packed, MISSING where unusable.
+
+    Run for every worker of every poll on the event loop, so the common cases (null, a finite
+    float for a plain number field) are handled inline, without a call."""
     get = item.get
-    return FIGURES.pack(
-        *[
-            MISSING if (number := convert(get(api))) is None else number
-            for api, convert in _WORKER_READERS
-        ]
-    )
+    figures = []
+    for api, convert in _WORKER_READERS:
+        value = get(api)
+        if value is None:
+            figures.append(MISSING)
+        elif convert is parse_number and type(value) is float:
+            figures.append(value if value - value == 0.0 else MISSING)  # inf - inf is NaN
+        else:
+            number = convert(value)
+            figures.append(MISSING if number is None else number)
+    return FIGURES.pack(*figures)
 
 
 def parse_worker_id(value: Any) -> str | None:
     """The id as a canonical decimal string, if it is an integral number or numeric string."""
+    if type(value) is int and 0 <= value <= 2**53:  # what Vast sends; exact as a float too
+        return str(value)
     number = parse_number(value)
     if number is None or number != int(number) or number < 0:
         return None
     return str(int(number))
+
+
+# Raw status or deployment_version_id -> its label value, interned: a fleet has a handful of
+# each, so a worker costs a dict lookup instead of cleaning a string, and shares the string.
+_LABELS: dict[tuple[str, Any], str | None] = {}
+_MAX_LABELS = 4096
+_CACHEABLE = (str, int, float, type(None))
+
+
+def _cached_label(kind: str, raw: Any, make: Callable[[Any], str | None]) -> str | None:
+    if type(raw) not in _CACHEABLE:  # unhashable, or a bool (equal to 1 or 0 as a key)
+        return make(raw)
+    key = (kind, raw)
+    label = _LABELS.get(key, _LABELS)
+    if label is _LABELS:
+        label = make(raw)
+        if label is not None:
+            label = sys.intern(label)
+        if len(_LABELS) >= _MAX_LABELS:
+            _LABELS.clear()
+        _LABELS[key] = label
+    return label
+
+
+def _status(value: Any) -> str | None:
+    return clean_text(value).lower() if isinstance(value, str) and value.strip() else None
+
+
+def _deployment(value: Any) -> str | None:
+    return _label_number(value) or None
 
 
 def parse_worker(raw: dict[str, Any]) -> Worker | None:
@@ -127,17 +168,9 @@ def parse_worker(raw: dict[str, Any]) -> Worker | None:
     worker_id = parse_worker_id(raw.get("id"))
     if worker_id is None:
         return None
-    status = raw.get("status")
-    # Interned: a fleet has a handful of statuses and deployments, not one string per worker.
-    status = (
-        sys.intern(clean_text(status).lower())
-        if isinstance(status, str) and status.strip()
-        else None
-    )
-    deployment = _label_number(raw.get("deployment_version_id"))
-    return Worker(
-        worker_id, status, read_figures(raw), sys.intern(deployment) if deployment else None
-    )
+    status = _cached_label("status", raw.get("status"), _status)
+    deployment = _cached_label("deployment", raw.get("deployment_version_id"), _deployment)
+    return Worker(worker_id, status, read_figures(raw), deployment)
 
 
 def decode_json(body: bytes, quote: bool = True) -> Any:
