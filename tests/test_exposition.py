@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import random
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.utils import floatToGoString
 
 from exporter.config import Target
 from exporter.exposition import (
@@ -18,6 +20,7 @@ from exporter.exposition import (
     TEXT_TYPE,
     MetricsCache,
     build_exposition,
+    go_float,
     render,
     wants_openmetrics,
 )
@@ -109,6 +112,16 @@ def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -
     assert text.count("vastai_worker_billed_dollars_per_hour{") == 2
     empty = build_snapshot((), 300, NOW)
     assert render(empty, openmetrics) == reference(empty, openmetrics)
+
+
+def test_go_float_is_prometheus_clients_float_format() -> None:
+    rng = random.Random(17)
+    edges = [0.0, -0.0, 5e-324, -1e-300, 1e-7, 100.0, 999999.9, 1e6, 1234567.0, 1724275993.997]
+    edges += [1e16, 1e22, 1.5e22, 12345678901234567890.0, -1234567.5, 1.7976931348623157e308]
+    edges += [float("inf"), float("-inf"), 30.0 * 2**30, 2.0**53 + 2]
+    randoms = [rng.uniform(-1, 1) * 10 ** rng.uniform(-12, 22) for _ in range(5000)]
+    for value in edges + randoms:
+        assert go_float(value) == floatToGoString(value), value
 
 
 def test_openmetrics_output_parses_and_ends_with_eof() -> None:
