@@ -15,6 +15,7 @@ when first asked for, then kept until the next render replaces the Exposition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import logging
@@ -328,10 +329,14 @@ class MetricsCache:
     A burst of poll results becomes one render: after a change the cache waits `debounce`, and
     never starts a render sooner than RENDER_GAP_FACTOR x the last render's duration after the
     previous one ended, so rendering takes at most a fifth of a core however often polls land. A
-    periodic re-render also expires the workers of targets failing for `stale_after`.
+    periodic re-render also expires the workers of targets failing for `stale_after`. The first
+    render after start-up waits for the first poll round (FIRST_ROUND_HOLD at most).
     """
 
     RENDER_GAP_FACTOR = 4.0
+    # At start-up, a render waits (this long at most) for every target's first poll: renders of
+    # a half-polled fleet would only slow the round down (they share the GIL with the loop).
+    FIRST_ROUND_HOLD = 2.0
 
     def __init__(
         self,
@@ -352,6 +357,7 @@ class MetricsCache:
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
         self._last_render_end = 0.0
+        self._first_round_done = False
         self.snapshot = build_snapshot((), stale_after, time.monotonic())
         self.exposition = build_exposition(self.snapshot)
 
@@ -384,6 +390,18 @@ class MetricsCache:
         self._last_render_end = time.monotonic()
         self._last_render_seconds = self._last_render_end - started
 
+    async def _hold_for_first_round(self) -> None:
+        """Until every target has been polled once, or FIRST_ROUND_HOLD has passed."""
+        deadline = time.monotonic() + self.FIRST_ROUND_HOLD
+        while (left := deadline - time.monotonic()) > 0:
+            states = tuple(self._states())
+            if states and all(state.polled for state in states):
+                break
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        self._first_round_done = True
+
     async def run(self) -> None:
         """Re-render after each burst of poll results, and at least every refresh_every."""
         while True:
@@ -393,6 +411,8 @@ class MetricsCache:
                 gap = self.RENDER_GAP_FACTOR * self._last_render_seconds
                 earliest = self._last_render_end + gap - time.monotonic()
                 await asyncio.sleep(max(self._debounce, earliest))
+                if not self._first_round_done:
+                    await self._hold_for_first_round()
             except TimeoutError:
                 pass
             self._changed.clear()
