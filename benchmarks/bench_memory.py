@@ -1,7 +1,8 @@
 """Memory while polls land: the exporter beside the naive baseline, both polled continuously.
 
-For each worker count, an in-process fake Vast API serves the fleet (200 endpoints, answers after
-`--delay` s) to two child processes in turn, never both at once: the real exporter and
+For each worker count, a fake Vast API (in a child process, so its work never delays these
+measurements) serves the fleet (200 endpoints, answers after `--delay` s) to two child processes
+in turn, never both at once: the real exporter and
 baseline_exporter.py (prometheus-client gauges set per poll, rendered per scrape), each polling
 every endpoint every `--interval` at `--concurrency`, so polls land all the time, as in
 production. After the first round, for `--duration` seconds:
@@ -37,13 +38,12 @@ from common import (
     TargetValues,
     endpoint_ids,
     exported_workers,
-    fleet,
+    fake_in_child,
     machine,
     percentile,
     rss_mb,
     run,
     running_exporter,
-    running_fake,
     target_values,
     wait_until,
 )
@@ -138,12 +138,12 @@ async def sample(
 
 async def bench_exporter(workers: int, args: argparse.Namespace) -> Result:
     ids = endpoint_ids(args.endpoints)
-    async with running_fake(fleet(args.endpoints, workers), delay=args.delay) as fake:
+    async with fake_in_child(args.endpoints, workers, args.delay) as fake_url:
         log(f"{workers:,} workers: exporter, first round")
         prober = Prober()
         try:
             interval = f"{args.interval:g}s"
-            async with running_exporter(fake.url, ids, interval, args.concurrency) as exporter:
+            async with running_exporter(fake_url, ids, interval, args.concurrency) as exporter:
                 assert exporter.proc is not None
                 first = round_seconds(await loaded(exporter.base_url, workers, len(ids)))
                 log(f"{workers:,} workers: exporter, sampling for {args.duration:g} s")
@@ -166,9 +166,9 @@ def check_alive(exporter: ExporterProcess) -> None:
 
 async def bench_baseline(workers: int, args: argparse.Namespace) -> Result:
     options = ("--interval", f"{args.interval:g}", "--concurrency", str(args.concurrency))
-    async with running_fake(fleet(args.endpoints, workers), delay=args.delay) as fake:
+    async with fake_in_child(args.endpoints, workers, args.delay) as fake_url:
         log(f"{workers:,} workers: baseline, first round")
-        async with running_baseline(fake.url, args.endpoints, *options) as (url, pid):
+        async with running_baseline(fake_url, args.endpoints, *options) as (url, pid):
             log(f"{workers:,} workers: baseline, sampling for {args.duration:g} s")
             rss, scrapes = await sample(pid, url, args.duration, args.baseline_scrape_every)
     return Result(workers, "baseline", rss, scrapes, [], None)

@@ -121,6 +121,33 @@ async def running_fake(
 
 
 @contextlib.asynccontextmanager
+async def fake_in_child(endpoints: int, workers: int, delay: float) -> AsyncIterator[str]:
+    """`running_fake(fleet(endpoints, workers), delay)` in a child process of its own, so that
+    answering polls never delays what this process measures; yields its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        *(str(endpoints), str(workers), str(delay)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the fake did not start (said {url!r})")
+        yield url
+    finally:
+        await stop_child(proc)
+
+
+async def serve_fake(endpoints: int, workers: int, delay: float) -> None:
+    """The child of fake_in_child: prints the fake's URL, then serves until terminated."""
+    async with running_fake(fleet(endpoints, workers), delay=delay) as fake:
+        print(fake.url, flush=True)
+        await asyncio.Event().wait()
+
+
+@contextlib.asynccontextmanager
 async def running_exporter(
     api_url: str, ids: Sequence[int], interval: str, concurrency: int
 ) -> AsyncIterator[ExporterProcess]:
@@ -260,3 +287,8 @@ def run(main: Coroutine[Any, Any, None]) -> None:
     if asyncio.run(guarded()):
         print("interrupted; child processes stopped", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python common.py ENDPOINTS WORKERS DELAY: see fake_in_child
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(serve_fake(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
