@@ -130,13 +130,18 @@ async def wait_loaded(exporter: ExporterProcess, workers: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_baseline(api_url: str, endpoints: int) -> AsyncIterator[tuple[str, int]]:
-    """baseline_exporter.py as a child process: (base URL, pid) once it has loaded every worker."""
+async def running_baseline(
+    api_url: str, endpoints: int, *options: str
+) -> AsyncIterator[tuple[str, int]]:
+    """baseline_exporter.py as a child process: (base URL, pid) once it has loaded every worker.
+
+    `options` are more of its command-line options (`--interval 5` polls continuously)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(BASELINE),
         *("--api-url", api_url, "--endpoints", str(endpoints)),
         *("--first-id", str(FIRST_ENDPOINT_ID)),
+        *options,
         env=base_env(VAST_API_KEY=API_KEY),
         stdout=asyncio.subprocess.PIPE,
     )

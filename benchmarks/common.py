@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -104,14 +105,46 @@ def fleet(endpoints: int, workers: int, seed: int = 1) -> dict[int, list[dict[st
 async def running_fake(
     plan: dict[int, list[dict[str, Any]]], delay: float = 0.0
 ) -> AsyncIterator[FakeVast]:
-    """The in-process fake Vast API serving `plan`, each answer after `delay` seconds."""
+    """The in-process fake Vast API serving `plan`, each answer after `delay` seconds.
+
+    Each answer is serialized once, up front: Vast's servers spend their CPU elsewhere, while
+    this fake shares the machine with the exporter it measures (serializing 50 workers per
+    answer took about a millisecond of this process's loop, and stretched every poll round)."""
     fake = await FakeVast(API_KEY).start()
     try:
         for endpoint_id, items in plan.items():
-            fake.set("endpoint", endpoint_id, Behaviour(workers=items, delay=delay))
+            body = json.dumps(items).encode()
+            fake.set("endpoint", endpoint_id, Behaviour(body=body, delay=delay))
         yield fake
     finally:
         await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def fake_in_child(endpoints: int, workers: int, delay: float) -> AsyncIterator[str]:
+    """`running_fake(fleet(endpoints, workers), delay)` in a child process of its own, so that
+    answering polls never delays what this process measures; yields its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        *(str(endpoints), str(workers), str(delay)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the fake did not start (said {url!r})")
+        yield url
+    finally:
+        await stop_child(proc)
+
+
+async def serve_fake(endpoints: int, workers: int, delay: float) -> None:
+    """The child of fake_in_child: prints the fake's URL, then serves until terminated."""
+    async with running_fake(fleet(endpoints, workers), delay=delay) as fake:
+        print(fake.url, flush=True)
+        await asyncio.Event().wait()
 
 
 @contextlib.asynccontextmanager
@@ -202,8 +235,9 @@ def target_values(body: bytes) -> TargetValues:
 
 
 async def scrape_targets(session: aiohttp.ClientSession, base_url: str) -> TargetValues:
-    """One plain-text scrape, reduced to the per-target samples."""
-    async with session.get(base_url + "/metrics") as response:
+    """One scrape as Prometheus asks (OpenMetrics, gzip: the form the exporter keeps rendered),
+    reduced to the per-target samples."""
+    async with session.get(base_url + "/metrics", headers=PROMETHEUS_HEADERS) as response:
         response.raise_for_status()
         return target_values(await response.read())
 
@@ -253,3 +287,8 @@ def run(main: Coroutine[Any, Any, None]) -> None:
     if asyncio.run(guarded()):
         print("interrupted; child processes stopped", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python common.py ENDPOINTS WORKERS DELAY: see fake_in_child
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(serve_fake(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))

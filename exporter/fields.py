@@ -24,6 +24,16 @@ def parse_number(value: Any) -> float | None:
     number": the field's series is dropped rather than exported as a value that would poison
     every sum, average and alert built on it.
     """
+    kind = type(value)  # the common cases first: JSON numbers, null
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        try:
+            return float(value)  # finite, unless too large for a float
+        except OverflowError:
+            return None
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

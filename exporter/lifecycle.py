@@ -112,9 +112,8 @@ def endpoint_of(target: Target) -> str:
 
 def cold_start(worker: Worker) -> float | None:
     """loaded_at - started_at (or - created_at), None without both or when implausible."""
-    values = worker.values
-    loaded = values.get("loaded_timestamp_seconds")
-    start = values.get("started_timestamp_seconds") or values.get("created_timestamp_seconds")
+    loaded = worker.value("loaded_timestamp_seconds")
+    start = worker.value("started_timestamp_seconds") or worker.value("created_timestamp_seconds")
     if not loaded or loaded <= 0 or not start or start <= 0:
         return None
     seconds = loaded - start
@@ -189,7 +188,7 @@ class LifecycleTracker:
                 counts.errors += 1
             if loaded and not (before is not None and before.loaded):
                 value = cold_start(worker)
-                loaded_at = worker.values.get("loaded_timestamp_seconds", 0.0)
+                loaded_at = worker.value("loaded_timestamp_seconds") or 0.0
                 if value is not None and (before is not None or loaded_at > last.wall):
                     counts.observe_cold_start(value)
             seen[worker.id] = _Seen(status, loaded or (before is not None and before.loaded))
@@ -224,4 +223,4 @@ def _status(worker: Worker) -> str:
 
 
 def _is_loaded(worker: Worker) -> bool:
-    return worker.values.get("loaded_timestamp_seconds", 0.0) > 0
+    return (worker.value("loaded_timestamp_seconds") or 0.0) > 0

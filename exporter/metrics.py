@@ -7,7 +7,7 @@ worker, and `SnapshotCollector` describes the result with prometheus-client's ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import (
@@ -136,13 +136,14 @@ def build_snapshot(
             continue
         held[state.target.key] = len(state.workers)
         seen_at = state.last_success or 0.0
+        label = _labeller(state.target)  # label strings made once per target, shared by rows
         for worker in state.workers:
             row = rows.get(worker.id)
             if row is None:
                 row = rows[worker.id] = WorkerRow(worker, seen_at)
             elif seen_at > row.seen_at:
                 row.worker, row.seen_at = worker, seen_at
-            _label_row(row, state.target)
+            label(row)
     views = tuple(views)
     for view in views:
         view.join(rows.values())
@@ -159,13 +160,26 @@ def build_snapshot(
     )
 
 
-def _label_row(row: WorkerRow, target: Target) -> None:
+def _labeller(target: Target) -> Callable[[WorkerRow], None]:
+    """What a target's report says of a row's labels: the endpoint target decides the endpoint
+    labels, a group target its group label and, failing an endpoint target, the endpoint."""
+    target_id = str(target.id)
     if target.kind == Kind.ENDPOINT:
-        row.endpoint_id, row.endpoint_name, row.from_endpoint = str(target.id), target.name, True
-        return
-    row.worker_group_id = str(target.id)
-    if not row.from_endpoint and target.endpoint_id is not None and not row.endpoint_id:
-        row.endpoint_id, row.endpoint_name = str(target.endpoint_id), target.endpoint_name
+        name = target.name
+
+        def label_endpoint(row: WorkerRow) -> None:
+            row.endpoint_id, row.endpoint_name, row.from_endpoint = target_id, name, True
+
+        return label_endpoint
+    endpoint_id = None if target.endpoint_id is None else str(target.endpoint_id)
+    endpoint_name = target.endpoint_name
+
+    def label_group(row: WorkerRow) -> None:
+        row.worker_group_id = target_id
+        if not row.from_endpoint and endpoint_id is not None and not row.endpoint_id:
+            row.endpoint_id, row.endpoint_name = endpoint_id, endpoint_name
+
+    return label_group
 
 
 class SnapshotCollector:
@@ -183,7 +197,7 @@ class SnapshotCollector:
         for metric, help_text in WORKER_FAMILIES:
             family = GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
             for row in rows:
-                value = row.worker.values.get(metric)
+                value = row.worker.value(metric)
                 if value is not None:
                     family.add_metric(row.labels(), value)
             yield family

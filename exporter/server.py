@@ -102,8 +102,10 @@ class ExporterApp:
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """Cached bytes in the format and encoding the scraper asked for, followed by the
-        process and Python families, the only ones collected per scrape."""
-        chunks, content_type, encoding = self._cache.exposition.select(
+        process and Python families, the only ones collected per scrape. What Prometheus asks
+        for (OpenMetrics, gzip) is always rendered already, another form once per render, off
+        the loop; the exposition is taken once, so the body is of one snapshot."""
+        chunks, content_type, encoding = await self._cache.exposition.select(
             request.headers.get("Accept", ""),
             request.headers.get("Accept-Encoding", ""),
             self._runtime.render,

@@ -295,11 +295,13 @@ class FakeVast:
             return web.json_response(body, status=behaviour.status, headers=behaviour.headers)
         if isinstance(body, str):
             body = body.encode()
+        body = body or b""
+        kinds = {b"<": "text/html", b"[": "application/json", b"{": "application/json"}
         return web.Response(
             status=behaviour.status,
-            body=body or b"",
+            body=body,
             headers=behaviour.headers,
-            content_type="text/plain" if not (body or b"").startswith(b"<") else "text/html",
+            content_type=kinds.get(body[:1], "text/plain"),
         )
 
 

@@ -204,10 +204,15 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start
 
 
 async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporter) -> None:
+    # Slower than MetricsCache.FIRST_ROUND_HOLD (2 s), so the first render shows target 10's
+    # workers while target 11 is still being polled.
     fake_vast.set("endpoint", 10, workers(worker(1)))
-    fake_vast.set("endpoint", 11, failure(500, "boom", delay=1.5))
+    fake_vast.set("endpoint", 11, failure(500, "boom", delay=3.0))
     config = fast_config(
-        fake_vast.url, endpoints=[{"id": 10}, {"id": 11}], polling={"interval": "1h"}
+        fake_vast.url,
+        vast={"timeout": "10s"},
+        endpoints=[{"id": 10}, {"id": 11}],
+        polling={"interval": "1h"},
     )
     exporter = await start_exporter(config)
     status, text, _ = await exporter.get("/-/ready")

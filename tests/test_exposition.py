@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import random
+import threading
 import zlib
 
 import pytest
@@ -10,11 +13,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.utils import floatToGoString
 
 from exporter.config import Target
 from exporter.exposition import (
+    RENDERER,
+    TEXT_TYPE,
+    MetricsCache,
     RuntimeFamilies,
     build_exposition,
+    go_float,
     render,
     render_simple,
     wants_openmetrics,
@@ -31,13 +39,20 @@ ODD = 'quote " back \\ slash \n newline ünïcode'
 
 
 def snapshot() -> Snapshot:
+    return build_snapshot(states(), 300, NOW, views=[InstancesView(INSTANCES, (3, 2.5))])
+
+
+def states(load: float = 150.0) -> list[TargetState]:
+    """Odd labels and values over an endpoint, a group sharing its workers, a failed and an
+    unpolled target; `load` is every worker's cur_load but the first's (to tell renders apart)."""
     endpoint = Target("endpoint", 1, ODD, 1, ODD)
     group = Target("worker_group", 2, "g", 1, ODD)
     lone = Target("worker_group", 3)
     items = [
         worker(10, status=ODD, cur_load=float("nan"), perf=float("inf"), dlperf=-1e-300),
         worker(11, status=None, reliability="0.5", disk_usage=1e22, loaded_at=1724275993.997),
-        worker(12, cur_perf=123456789012, reqs_working=0),
+        worker(12, cur_perf=123456789012, reqs_working=0, cur_load=load),
+        *(worker(100 + i, cur_load=load, cur_perf=i / 7, status="running") for i in range(200)),
     ]
 
     def polled(target: Target, up: bool, raw: list, duration: float) -> TargetState:
@@ -53,32 +68,33 @@ def snapshot() -> Snapshot:
             errors=(0, 0, 0, 0, 3, 0, 0, 0),
         )
 
-    states = [
+    return [
         polled(endpoint, True, items, 0.2),
         polled(group, True, items[:2], 0.1),
         polled(lone, False, [], 1.0),
         TargetState(Target("endpoint", 4)),
     ]
-    full = {
-        "price_dollars_per_hour": 12.345678,
-        "storage_price_dollars_per_hour": 0.02,
-        "gpu_utilization_ratio": 0.73,
-        "gpu_temperature_celsius": 71.5,
-        "gpu_memory_total_bytes": 24576 * 2**20,
-        "gpu_memory_used_bytes": 20.5e9,
-        "cpu_utilization_ratio": 0.12,
-        "memory_used_bytes": 1e9,
-        "memory_limit_bytes": 15.7e9,
-        "instance_reliability": 0.97,
-    }
-    instances = {
-        "10": Instance("10", ODD, "8", "4242", 'Sweden, "SE"', ODD, full),
-        # no price: info and status only
-        "11": Instance("11", "RTX 4090", "1", "", "", "running", {"gpu_temperature_celsius": 40}),
-        "12": Instance("12", "A100", "1", "7", "US", "", {"price_dollars_per_hour": 1.5}),
-        "999": Instance("999", "H100", "1", "1", "US", "running", full),  # not a worker
-    }
-    return build_snapshot(states, 300, NOW, views=[InstancesView(instances, (3, 2.5))])
+
+
+FULL = {
+    "price_dollars_per_hour": 12.345678,
+    "storage_price_dollars_per_hour": 0.02,
+    "gpu_utilization_ratio": 0.73,
+    "gpu_temperature_celsius": 71.5,
+    "gpu_memory_total_bytes": 24576 * 2**20,
+    "gpu_memory_used_bytes": 20.5e9,
+    "cpu_utilization_ratio": 0.12,
+    "memory_used_bytes": 1e9,
+    "memory_limit_bytes": 15.7e9,
+    "instance_reliability": 0.97,
+}
+INSTANCES = {
+    "10": Instance("10", ODD, "8", "4242", 'Sweden, "SE"', ODD, FULL),
+    # no price: info and status only
+    "11": Instance("11", "RTX 4090", "1", "", "", "running", {"gpu_temperature_celsius": 40}),
+    "12": Instance("12", "A100", "1", "7", "US", "", {"price_dollars_per_hour": 1.5}),
+    "999": Instance("999", "H100", "1", "1", "US", "running", FULL),  # not a worker
+}
 
 
 def reference(snap: Snapshot, openmetrics: bool) -> bytes:
@@ -103,6 +119,16 @@ def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -
     assert render(empty, openmetrics) == reference(empty, openmetrics)
 
 
+def test_go_float_is_prometheus_clients_float_format() -> None:
+    rng = random.Random(17)
+    edges = [0.0, -0.0, 5e-324, -1e-300, 1e-7, 100.0, 999999.9, 1e6, 1234567.0, 1724275993.997]
+    edges += [1e16, 1e22, 1.5e22, 12345678901234567890.0, -1234567.5, 1.7976931348623157e308]
+    edges += [float("inf"), float("-inf"), 30.0 * 2**30, 2.0**53 + 2]
+    randoms = [rng.uniform(-1, 1) * 10 ** rng.uniform(-12, 22) for _ in range(5000)]
+    for value in edges + randoms:
+        assert go_float(value) == floatToGoString(value), value
+
+
 def test_openmetrics_output_parses_and_ends_with_eof() -> None:
     body = render(snapshot(), openmetrics=True).decode()
     assert body.endswith("# EOF\n")
@@ -110,27 +136,89 @@ def test_openmetrics_output_parses_and_ends_with_eof() -> None:
     assert "vastai_target_poll_errors" in names and "vastai_worker_status" in names
 
 
-def test_exposition_holds_gzip_of_each_format_open_for_a_tail() -> None:
+async def test_forms_made_on_demand_are_byte_identical_to_eager_ones() -> None:
+    """Only gzip-compressed OpenMetrics is rendered eagerly; the text format and both
+    uncompressed forms, produced when asked for, are what the eager renders made (and what
+    prometheus-client renders) byte for byte, and are kept for the next scrape."""
+    snap = snapshot()
+    text, openmetrics = reference(snap, False), reference(snap, True)
+    exposition = build_exposition(snap)
+    assert exposition._bodies.keys() == {True} and not exposition._raw  # nothing else yet
+    assert gzip.decompress(exposition.openmetrics_gzip) == openmetrics
+    prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    for accept, encoding, expected, content_type in [
+        (prometheus, "gzip", openmetrics, "application/openmetrics-text; version=1.0.0"),
+        (prometheus, "", openmetrics, "application/openmetrics-text; version=1.0.0"),
+        ("*/*", "gzip, deflate", text, "text/plain; version=0.0.4; charset=utf-8"),
+        ("*/*", "", text, "text/plain; version=0.0.4; charset=utf-8"),
+    ]:
+        chunks, sent_type, sent_encoding = await exposition.select(accept, encoding)
+        body = b"".join(chunks)
+        assert sent_type.startswith(content_type)
+        assert sent_encoding == ("gzip" if encoding else None)
+        assert (gzip.decompress(body) if encoding else body) == expected
+        again, _, _ = await exposition.select(accept, encoding)
+        assert again[0] is chunks[0]  # kept until the next render replaces the exposition
+    assert exposition.text == text and exposition.openmetrics == openmetrics
+    assert gzip.decompress(exposition.text_gzip) == text
+    # Produced in the other order, from the other encoding of the same form.
+    other = build_exposition(snap)
+    assert gzip.decompress(other.text_gzip) == text and other.text == text
+
+
+async def test_a_scrape_during_a_swap_sees_one_snapshot() -> None:
+    """A scrape takes one Exposition and every form it gets is of that exposition's snapshot,
+    whether its on-demand render runs before or after the next render swaps a new one in."""
+    current = states(load=1.0)
+    cache = MetricsCache(lambda: current, stale_after=300, refresh_every=60)
+    await cache.refresh()
+    for scrape_first in (True, False):
+        before = cache.exposition
+        old = reference(before.snapshot, openmetrics=False)
+        current = states(load=before.snapshot.workers[2].worker.value("cur_load") + 1)
+        gate = threading.Event()
+        RENDERER.submit(gate.wait, 10)  # the render thread is busy: both wait in its queue
+        if scrape_first:
+            scrape = asyncio.ensure_future(before.select("text/plain", ""))
+            await asyncio.sleep(0)
+            swap = asyncio.ensure_future(cache.refresh())
+        else:
+            swap = asyncio.ensure_future(cache.refresh())
+            await asyncio.sleep(0)
+            scrape = asyncio.ensure_future(before.select("text/plain", ""))
+        await asyncio.sleep(0.05)
+        assert cache.exposition is before  # nothing swapped while the render thread was held
+        gate.set()
+        (chunks, _, _), _ = await asyncio.gather(scrape, swap)
+        body = b"".join(chunks)
+        assert cache.exposition is not before
+        new = reference(cache.snapshot, openmetrics=False)
+        assert old != new
+        assert body == old  # the old snapshot, whole
+        assert await cache.exposition.select("text/plain", "") == ((new, b""), TEXT_TYPE, None)
+        assert gzip.decompress(cache.exposition.openmetrics_gzip) == reference(
+            cache.snapshot, openmetrics=True
+        )
+
+
+async def test_a_tail_follows_the_cached_families_in_one_gzip_member() -> None:
+    """What a scrape appends (the process and Python families) comes after the cached bytes,
+    before OpenMetrics' # EOF, and a gzip answer stays one member."""
     exposition = build_exposition(snapshot())
     text, openmetrics = render(snapshot(), False), render(snapshot(), True)
-    assert exposition.text.raw == text and exposition.openmetrics.raw + b"# EOF\n" == openmetrics
-    chunks, content_type, encoding = exposition.select(
-        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", "gzip"
-    )
-    assert gzip.decompress(b"".join(chunks)) == openmetrics and encoding == "gzip"
-    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
-    chunks, content_type, encoding = exposition.select("*/*", "")
-    assert b"".join(chunks) == text and encoding is None
-    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     tail = b"# HELP t Tail.\n# TYPE t gauge\nt 1.0\n"
     for accept, expected in (("*/*", text + tail), ("application/openmetrics-text", None)):
-        chunks, _, _ = exposition.select(accept, "gzip", lambda om: tail + (b"# EOF\n" * om))
-        body = gzip.decompress(b"".join(chunks))
-        assert body == (expected or openmetrics[:-6] + tail + b"# EOF\n")
-        # one gzip member, which every client reads whole (not every client reads a second one)
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        assert decompressor.decompress(b"".join(chunks)) == body and decompressor.eof
-        assert decompressor.unused_data == b""
+        for encoding in ("gzip", ""):
+            chunks, _, _ = await exposition.select(
+                accept, encoding, lambda om: tail + (b"# EOF\n" * om)
+            )
+            joined = b"".join(chunks)
+            body = gzip.decompress(joined) if encoding else joined
+            assert body == (expected or openmetrics[:-6] + tail + b"# EOF\n")
+            if encoding:  # one gzip member, which every client reads whole
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                assert decompressor.decompress(joined) == body and decompressor.eof
+                assert decompressor.unused_data == b""
 
 
 class Fixed:

@@ -17,7 +17,7 @@ from exporter.lifecycle import (
     EndpointLifecycle,
     LifecycleTracker,
 )
-from exporter.parsing import Worker
+from exporter.parsing import Worker, pack_figures
 
 ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
 GROUP = Target("worker_group", 20, "", 10, "chat")  # a group of endpoint 10
@@ -31,7 +31,7 @@ def w(worker_id: int, status: str | None = "ready", loaded: float = 0.0, **value
     if "created" in values:
         fields["created_timestamp_seconds"] = values.pop("created")
     assert not values
-    return Worker(str(worker_id), status, fields)
+    return Worker(str(worker_id), status, pack_figures(fields))
 
 
 def tracker(*polled: Target, all_targets: tuple[Target, ...] | None = None) -> LifecycleTracker:

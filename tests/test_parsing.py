@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import math
+
 import pytest
 
+from exporter.fields import WORKER_FIELDS
 from exporter.parsing import (
+    FIGURES,
+    WORKER_METRICS,
     NotReady,
     PollError,
     body_message,
@@ -36,6 +42,24 @@ def test_fields_are_converted_to_base_units() -> None:
         "reliability": 0.95,
         "reqs_working": 2.0,
     }
+
+
+def test_worker_figures_are_an_array_aligned_with_the_field_table() -> None:
+    """One packed double per WORKER_FIELDS entry, NaN where missing; read by metric; equal
+    workers compare equal despite NaN; figures are nothing the garbage collector walks."""
+    raw = worker(5, cur_load="7", perf=None)
+    [parsed] = parse_workers_payload([raw])
+    assert tuple(field.metric for field in WORKER_FIELDS) == WORKER_METRICS
+    figures = FIGURES.unpack(parsed.figures)
+    assert len(figures) == len(WORKER_FIELDS)
+    assert figures[WORKER_METRICS.index("cur_load")] == 7.0
+    assert math.isnan(figures[WORKER_METRICS.index("perf")])
+    assert parsed.value("cur_load") == 7.0 and parsed.value("perf") is None
+    assert "perf" not in parsed.values and parsed.values["cur_load"] == 7.0
+    [again] = parse_workers_payload([raw])
+    assert again == parsed
+    assert again != parse_workers_payload([worker(5, cur_load="8", perf=None)])[0]
+    assert not gc.is_tracked(parsed.figures)
 
 
 def test_loose_fields_drop_only_themselves() -> None:
