@@ -62,7 +62,7 @@ async def test_not_ready_is_up_with_no_workers_and_no_error(
     )
     assert value(samples, "vastai_target_not_ready", id="10") == 1
 
-    status, page = await exporter.get("/")
+    status, page, _ = await exporter.get("/")
     assert status == 200 and "Endpoint not ready for query" in page and "not ready" in page
     assert API_KEY not in page
 
