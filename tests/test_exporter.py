@@ -1,4 +1,6 @@
-"""End to end: the real CLI in a child process, polling the fake Vast API over loopback."""
+"""End to end: the exporter polling the fake Vast API over loopback; in this event loop (the
+CLI's own start-up code), or as the real CLI in a child process where a process is the point:
+exit codes, signals, logs on stderr, the key never leaking."""
 
 from __future__ import annotations
 
@@ -48,11 +50,11 @@ def merge_config(fake: FakeVast, **overrides: object) -> dict:
     )
 
 
-async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter) -> None:
+async def test_workers_are_merged_labelled_and_served(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="READY")))
     fake_vast.set("worker_group", 20, workers(worker(1), worker(3, cur_load="7"), shape="object"))
     fake_vast.set("worker_group", 30, workers(worker(4, reliability=None)))
-    exporter = await start_exporter(merge_config(fake_vast))
+    exporter = await run_exporter(merge_config(fake_vast))
     samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2", "3", "4"})
 
     def labels_of(worker_id: str) -> dict:
@@ -90,9 +92,9 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter)
     assert await exporter.stop() == 0
 
 
-async def test_worker_gone_from_a_response_loses_its_series(fake_vast, start_exporter) -> None:
+async def test_worker_gone_from_a_response_loses_its_series(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2)))
-    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
     fake_vast.set("endpoint", 10, workers(worker(1)))
     samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"}, timeout=3)
@@ -100,7 +102,7 @@ async def test_worker_gone_from_a_response_loses_its_series(fake_vast, start_exp
 
 
 async def test_failing_target_is_down_keeps_workers_then_drops_them(
-    fake_vast, start_exporter
+    fake_vast, run_exporter
 ) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     fake_vast.set("worker_group", 30, workers(worker(9)))
@@ -110,7 +112,7 @@ async def test_failing_target_is_down_keeps_workers_then_drops_them(
         worker_groups=[{"id": 30}],
         polling={"stale_after": "2s"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "9"})
     fake_vast.set("endpoint", 10, failure(500, "Internal Server Error"))
     down = await exporter.wait_for_metrics(
@@ -130,7 +132,7 @@ async def test_failing_target_is_down_keeps_workers_then_drops_them(
     assert status == 200 and "<td>endpoint</td><td>10</td><td></td><td>up</td>" in page
 
 
-async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_exporter) -> None:
+async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exporter) -> None:
     forms = sorted(FAILURES)
     for index, form in enumerate(forms):
         fake_vast.set("endpoint", 100 + index, FAILURES[form][0])
@@ -138,7 +140,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_e
     fake_vast.set("endpoint", 98, failure(200, [], delay=3))
     endpoints = [{"id": 100 + index} for index in range(len(forms))] + [{"id": 99}, {"id": 98}]
     config = fast_config(fake_vast.url, endpoints=endpoints, polling={"concurrency": 32})
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
 
     def reasons_counted(samples: Samples) -> bool:
         return (
@@ -166,7 +168,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_e
     assert "Traceback" not in exporter.log
 
 
-async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
+async def test_rate_limited_target_backs_off(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, failure(429, "API requests too frequent"))
     fake_vast.set("endpoint", 11, failure(429, "slow down", {"Retry-After": "2"}))
     fake_vast.set("endpoint", 12, workers(worker(1)))
@@ -175,7 +177,7 @@ async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
         endpoints=[{"id": 10}, {"id": 11}, {"id": 12}],
         polling={"interval": "200ms"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await asyncio.sleep(3.2)
     await exporter.stop()
     # Without backoff each would be polled ~16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
@@ -185,7 +187,7 @@ async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
     assert len(fake_vast.requests_for(ENDPOINT_PATH, 12)) >= 12
 
 
-async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start_exporter) -> None:
+async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, run_exporter) -> None:
     for target_id in range(10, 16):
         fake_vast.set("endpoint", target_id, failure(200, [worker(target_id)], delay=0.3))
     config = fast_config(
@@ -193,7 +195,7 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start
         endpoints=[{"id": i} for i in range(10, 16)],
         polling={"interval": "1h", "concurrency": 2},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) == 6, timeout=5)
     assert fake_vast.max_in_flight == 2
     calls = len(fake_vast.requests)
@@ -203,13 +205,13 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start
     assert len(fake_vast.requests) == calls
 
 
-async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporter) -> None:
+async def test_ready_only_after_every_target_was_polled(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     fake_vast.set("endpoint", 11, failure(500, "boom", delay=1.5))
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10}, {"id": 11}], polling={"interval": "1h"}
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     status, text, _ = await exporter.get("/-/ready")
     assert status == 503, text
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
@@ -221,14 +223,14 @@ async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporte
     assert (await exporter.get("/-/healthy"))[0] == 200
 
 
-async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None:
+async def test_promtool_accepts_a_real_scrape(fake_vast, run_exporter) -> None:
     tool = promtool()
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="loading", loaded_at=0)))
     fake_vast.set("worker_group", 20, FAILURES["429"][0])
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10, "name": 'quote " me'}], worker_groups=[{"id": 20}]
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(
         lambda s: worker_ids(s) == {"1", "2"} and series(s, "vastai_target_up", id="20")
     )
@@ -290,9 +292,9 @@ async def test_json_logs_are_one_object_per_line(fake_vast, start_exporter) -> N
     )
 
 
-async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> None:
+async def test_demo_mode_shows_workers_within_five_seconds(run_exporter) -> None:
     started = time.monotonic()
-    exporter = await start_exporter(None, "--demo", key=None)
+    exporter = await run_exporter(None, "--demo", key=None)
     samples = await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) >= 10, timeout=5)
     assert time.monotonic() - started < 5
     assert len({dict(k)["endpoint_id"] for k in series(samples, "vastai_worker_status")}) >= 2
@@ -321,7 +323,7 @@ async def test_a_new_failure_reason_while_down_is_one_warning(
 
 
 async def test_landing_page_shows_errors_and_settings_without_the_key(
-    fake_vast, start_exporter
+    fake_vast, run_exporter
 ) -> None:
     long_message = f"invalid api_key {API_KEY} " + "x" * 400
     fake_vast.set("endpoint", 10, failure(400, long_message))
@@ -333,7 +335,7 @@ async def test_landing_page_shows_errors_and_settings_without_the_key(
         discovery={"enabled": False, "interval": "2m", "include": "^prod-"},
         instances={"enabled": False, "interval": "45s"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     status, page, _ = await exporter.get("/")
     assert status == 200 and API_KEY not in page
@@ -479,9 +481,9 @@ async def test_signals_stop_within_five_seconds_with_polls_in_flight(
     assert "Traceback" not in exporter.log
 
 
-async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, start_exporter) -> None:
+async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
-    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     prometheus_accept = (
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
