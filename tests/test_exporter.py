@@ -406,6 +406,9 @@ async def test_bad_flag_exits_2(start_exporter) -> None:
     assert code == 2 and "--nope" in log and len(log.splitlines()) <= 3
     code, log = await run_cli(start_exporter, None, "--log.level", "loud")
     assert code == 2 and "--log.level" in log
+    for flags in (["--shard.index", "2", "--shard.count", "2"], ["--shard.count", "0"]):
+        code, log = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", *flags)
+        assert code == 2 and "--shard." in log
 
 
 @pytest.mark.parametrize(
