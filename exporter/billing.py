@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import loop_time
 from .fields import parse_number
 from .parsing import PollError, parse_results, parse_worker_id
 
@@ -159,7 +160,7 @@ class BillingReader:
         fetch_user: FetchUser,
         fetch_charges: FetchCharges,
         wall_clock: Callable[[], float] = time.time,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self._fetch_user = fetch_user
         self._fetch_charges = fetch_charges

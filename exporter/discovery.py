@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
+from .clock import loop_time
 from .config import DiscoverySettings, Target
 from .metrics import TargetState
 from .scheduler import attempt, next_delay, wait_replanned
@@ -46,7 +46,7 @@ class PeriodicReader(Generic[T]):
         self._read = read
         self._on_result = on_result
         self._on_change = on_change
-        self._last_read: float | None = None  # time.monotonic()
+        self._last_read: float | None = None  # loop_time()
         self._replan = asyncio.Event()
 
     def set_interval(self, interval: float) -> None:
@@ -57,7 +57,7 @@ class PeriodicReader(Generic[T]):
     async def run(self) -> None:
         while True:
             await self._wait_until_due()
-            self._last_read = time.monotonic()
+            self._last_read = loop_time()
             self.state, result = await attempt(self.state, self._read)
             if result is not None:
                 try:
@@ -76,7 +76,7 @@ class PeriodicReader(Generic[T]):
             streak, retry_after = self.state.rate_limited_streak, self.state.retry_after
             # Jitter may only lengthen the wait: a listing is never read more often.
             delay = max(self.interval, next_delay(self.interval, streak, retry_after))
-            return self._last_read + delay - time.monotonic()
+            return self._last_read + delay - loop_time()
 
         await wait_replanned(remaining, lambda: self._replan)
 

@@ -30,6 +30,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from .billing import BillingView
+from .clock import loop_time
 from .metrics import (
     BILLED_HELP,
     DEPLOYMENT_HELP,
@@ -333,7 +334,7 @@ class MetricsCache:
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
         self._last_render_end = 0.0
-        self.snapshot = build_snapshot((), stale_after, time.monotonic())
+        self.snapshot = build_snapshot((), stale_after, loop_time())
         self.exposition = build_exposition(self.snapshot)
 
     def mark_changed(self) -> None:
@@ -346,11 +347,11 @@ class MetricsCache:
 
     async def refresh(self) -> None:
         """Build a snapshot now (cheap, on the loop) and render it in a worker thread."""
-        started = time.monotonic()
+        started = loop_time()
         snapshot = build_snapshot(
             self._states(),
             self._stale_after,
-            time.monotonic(),
+            loop_time(),
             self.reload,
             self.account,
             self.instances(),
@@ -362,7 +363,7 @@ class MetricsCache:
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(None, build_exposition, snapshot)
         self.snapshot, self.exposition = snapshot, exposition
-        self._last_render_end = time.monotonic()
+        self._last_render_end = loop_time()
         self._last_render_seconds = self._last_render_end - started
 
     async def run(self) -> None:
@@ -372,7 +373,7 @@ class MetricsCache:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
                 # Wait out the debounce, and the rest of the gap after the previous render.
                 gap = self.RENDER_GAP_FACTOR * self._last_render_seconds
-                earliest = self._last_render_end + gap - time.monotonic()
+                earliest = self._last_render_end + gap - loop_time()
                 await asyncio.sleep(max(self._debounce, earliest))
             except TimeoutError:
                 pass

@@ -9,9 +9,9 @@ workers this replica polls, only the columns it exports, and spaces its pages by
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from .clock import loop_time
 from .parsing import Instance, InstancePage
 
 # Ids per select_filters `in` list: 100 ids are about 1 KB of URL, well under any limit, and
@@ -22,13 +22,13 @@ FetchPage = Callable[[Sequence[str], str | None], Awaitable[InstancePage]]
 
 
 class InstanceStore:
-    """The last known instance of each worker id and when it was read (time.monotonic()).
+    """The last known instance of each worker id and when it was read (loop_time()).
 
     A page read updates its instances; a complete read also forgets those it no longer lists.
     An instance not read again for `stale_after` drops out, as a failing target's workers do.
     """
 
-    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stale_after: float, clock: Callable[[], float] = loop_time) -> None:
         self.stale_after = stale_after
         self._clock = clock
         self._entries: dict[str, tuple[Instance, float]] = {}
@@ -61,7 +61,7 @@ class InstanceReader:
         store: InstanceStore,
         page_interval: float,
         first_round: Callable[[], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self._fetch_page = fetch_page
         self._first_round = first_round  # awaited before the first read: the workers to ask

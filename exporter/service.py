@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from .billing import Billing, BillingReader, BillingView, billing_view
+from .clock import loop_time
 from .config import Config, ConfigError, Target, load_config, resolve_api_key
 from .discovery import PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
@@ -276,13 +277,13 @@ class Exporter:
         reader = self._readers.get("billing")
         if self._billing is None or reader is None or "billing" not in self._reader_tasks:
             return None
-        if not reader.state.holds_workers(time.monotonic(), self.config.polling.stale_after):
+        if not reader.state.holds_workers(loop_time(), self.config.polling.stale_after):
             return None
         return billing_view(self._billing, self._endpoint_names, self.shard.owns)
 
     def _polled_worker_ids(self) -> set[str]:
         """The workers this replica exports now: the instances worth reading."""
-        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        now, stale_after = loop_time(), self.config.polling.stale_after
         return {
             worker.id
             for state in self.scheduler.states()

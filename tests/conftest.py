@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -15,12 +16,20 @@ from hypothesis import settings as hypothesis_settings
 from .fakevast import FakeVast
 from .harness import API_KEY, ExporterProcess, base_env
 from .inprocess import InProcessExporter, write_config
+from .virtualtime import VirtualTimeLoop
 
 # Property tests: a short run by default (CI included); HYPOTHESIS_PROFILE=long for the thorough
 # one before a release (`HYPOTHESIS_PROFILE=long SOAK_SECONDS=10 pytest -m soak tests/`).
 hypothesis_settings.register_profile("quick", max_examples=60)
 hypothesis_settings.register_profile("long", max_examples=600)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """Tests marked `virtual_time` run on an event loop whose clock jumps over idle waits."""
+    if item.get_closest_marker("virtual_time") is not None:
+        return {"virtual_time": VirtualTimeLoop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def soak_seconds(default: float) -> float:

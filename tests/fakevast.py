@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +90,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
-    at: float = 0.0  # time.monotonic() when it arrived
+    at: float = 0.0  # the event loop's time when it arrived (virtual in virtual_time tests)
     query: str = ""
 
 
@@ -184,7 +183,11 @@ class FakeVast:
         body = await request.read()
         self.requests.append(
             Request(
-                request.path, dict(request.headers), body, time.monotonic(), request.query_string
+                request.path,
+                dict(request.headers),
+                body,
+                asyncio.get_running_loop().time(),
+                request.query_string,
             )
         )
         listing = request.method == "GET"

@@ -111,14 +111,16 @@ async def test_discovery_polls_what_the_listing_shows(fake_vast, run_exporter) -
     assert LISTING_SECRET not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_listing_is_read_no_more_often_than_its_interval(fake_vast, run_exporter) -> None:
     account(fake_vast)
     exporter = await run_exporter(discovery_config(fake_vast, interval="1s"))
     await asyncio.sleep(3.5)
     assert await exporter.stop() == 0
     reads = [r.at for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
-    assert 3 <= len(reads) <= 4  # at 0, 1, 2 and 3 s
-    assert min(b - a for a, b in itertools.pairwise(reads)) >= 0.99
+    # at 0 s, then every 1 s stretched by the jitter (at most 5%, never shortened): 4 reads
+    assert len(reads) == 4 and reads[0] == 0.0
+    assert all(1.0 <= b - a <= 1.05 for a, b in itertools.pairwise(reads)), reads
 
 
 async def test_listing_backs_off_on_429(fake_vast, run_exporter) -> None:
