@@ -36,6 +36,9 @@ from exporter.logs import LEVELS, JsonFormatter, LogfmtFormatter, RedactingFilte
 from exporter.webconfig import LiveWebConfig
 
 from .harness import Samples, parse_metrics
+from .virtualtime import VirtualTimeLoop
+
+VIRTUAL_STEP = 0.1  # seconds of virtual time between two looks
 
 
 class _Lines(logging.Handler):
@@ -156,7 +159,13 @@ class InProcessExporter:
                     return line
             if loop.time() >= deadline:
                 raise AssertionError(f"no log line matching {regex.pattern!r}; log:\n{self.log}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self._step(loop))
+
+    @staticmethod
+    def _step(loop: asyncio.AbstractEventLoop) -> float:
+        """How long to wait before looking again: on virtual time, a scrape costs real time
+        but waiting does not, so look less often."""
+        return VIRTUAL_STEP if isinstance(loop, VirtualTimeLoop) else 0.02
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
         async with (
@@ -181,7 +190,7 @@ class InProcessExporter:
             samples = parse_metrics(await self.scrape())
             if predicate(samples):
                 return samples
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(self._step(loop))
         names = sorted({name for name, _ in samples})
         raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")
 

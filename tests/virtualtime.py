@@ -51,7 +51,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     def advance(self, seconds: float) -> None:
-        self._now += max(seconds, 0.0)
+        """To the next timer exactly (not `now + seconds`, which rounding may leave a hair short
+        of it, so that a 1 s wait would take 0.9999999999999 s)."""
+        target = self._now + max(seconds, 0.0)
+        scheduled = getattr(self, "_scheduled", None)
+        if scheduled:
+            target = max(target, min(handle.when() for handle in scheduled[:1]))
+        self._now = round(target, 9)  # a nanosecond clock, like time.monotonic()
 
     @property
     def threads_busy(self) -> bool:
