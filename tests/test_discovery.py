@@ -123,6 +123,7 @@ async def test_listing_is_read_no_more_often_than_its_interval(fake_vast, run_ex
     assert all(1.0 <= b - a <= 1.05 for a, b in itertools.pairwise(reads)), reads
 
 
+@pytest.mark.virtual_time
 async def test_listing_backs_off_on_429(fake_vast, run_exporter) -> None:
     account(fake_vast)
     fake_vast.listings[ENDPTJOBS_PATH] = failure(429, "API requests too frequent")
@@ -133,8 +134,8 @@ async def test_listing_backs_off_on_429(fake_vast, run_exporter) -> None:
     await asyncio.sleep(3.5)
     samples = await exporter.wait_for_metrics(lambda s: True)
     assert await exporter.stop() == 0
-    reads = [r for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
-    assert len(reads) == 2  # at 0 and 2 s: the next one would be at 6 s
+    reads = [r.at for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
+    assert reads == [0.0, 2.0]  # 1 s doubled after one 429; the next one would be at 6 s
     assert value(samples, "vastai_target_poll_errors_total", kind="listing", reason="rate_limited")
     assert polled(samples) == {"endpoint/9"}  # configured targets are polled regardless
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import json
 import logging
 import signal
@@ -92,6 +93,7 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, run_exporter) -
     assert await exporter.stop() == 0
 
 
+@pytest.mark.virtual_time
 async def test_worker_gone_from_a_response_loses_its_series(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2)))
     exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
@@ -101,6 +103,7 @@ async def test_worker_gone_from_a_response_loses_its_series(fake_vast, run_expor
     assert all(dict(k[1]).get("worker_id") != "2" for k in samples)
 
 
+@pytest.mark.virtual_time
 async def test_failing_target_is_down_keeps_workers_then_drops_them(
     fake_vast, run_exporter
 ) -> None:
@@ -132,6 +135,7 @@ async def test_failing_target_is_down_keeps_workers_then_drops_them(
     assert status == 200 and "<td>endpoint</td><td>10</td><td></td><td>up</td>" in page
 
 
+@pytest.mark.virtual_time
 async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exporter) -> None:
     forms = sorted(FAILURES)
     for index, form in enumerate(forms):
@@ -168,6 +172,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exp
     assert "Traceback" not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_rate_limited_target_backs_off(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, failure(429, "API requests too frequent"))
     fake_vast.set("endpoint", 11, failure(429, "slow down", {"Retry-After": "2"}))
@@ -180,13 +185,18 @@ async def test_rate_limited_target_backs_off(fake_vast, run_exporter) -> None:
     exporter = await run_exporter(config)
     await asyncio.sleep(3.2)
     await exporter.stop()
-    # Without backoff each would be polled ~16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
-    assert 2 <= len(fake_vast.requests_for(ENDPOINT_PATH, 10)) <= 4
-    # Retry-After: 2 s wins over the short backoff: polled at 0 and ~2 s only.
-    assert len(fake_vast.requests_for(ENDPOINT_PATH, 11)) == 2
-    assert len(fake_vast.requests_for(ENDPOINT_PATH, 12)) >= 12
+    polled_at = {i: [r.at for r in fake_vast.requests_for(ENDPOINT_PATH, i)] for i in (10, 11, 12)}
+    # Without backoff each would be polled 16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
+    assert polled_at[10] == pytest.approx([0.0, 0.4, 1.2, 2.8], abs=1e-9)
+    # Retry-After: 2 s wins over the short backoff: polled at 0 and 2 s only.
+    assert polled_at[11] == [0.0, 2.0]
+    # Every 200 ms, stretched or shrunk by the jitter (at most 5%).
+    gaps = [b - a for a, b in itertools.pairwise(polled_at[12])]
+    assert all(0.19 <= gap <= 0.21 for gap in gaps), gaps
+    assert 1 + 3.2 // 0.21 <= len(polled_at[12]) <= 1 + 3.2 // 0.19  # 16 or 17 polls
 
 
+@pytest.mark.virtual_time
 async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, run_exporter) -> None:
     for target_id in range(10, 16):
         fake_vast.set("endpoint", target_id, failure(200, [worker(target_id)], delay=0.3))
@@ -205,6 +215,7 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, run_e
     assert len(fake_vast.requests) == calls
 
 
+@pytest.mark.virtual_time
 async def test_ready_only_after_every_target_was_polled(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     fake_vast.set("endpoint", 11, failure(500, "boom", delay=1.5))
@@ -302,6 +313,7 @@ async def test_demo_mode_shows_workers_within_five_seconds(run_exporter) -> None
     assert await exporter.stop() == 0
 
 
+@pytest.mark.virtual_time
 async def test_a_new_failure_reason_while_down_is_one_warning(
     fake_vast, run_exporter, caplog
 ) -> None:
