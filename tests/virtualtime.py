@@ -57,7 +57,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         scheduled = getattr(self, "_scheduled", None)
         if scheduled:
             target = max(target, min(handle.when() for handle in scheduled[:1]))
-        self._now = round(target, 9)  # a nanosecond clock, like time.monotonic()
+        # A nanosecond clock, like time.monotonic(), that always moves: a wait shorter than a
+        # nanosecond (a token bucket 1e-16 short of a token) takes one.
+        self._now = max(round(target, 9), round(self._now + 1e-9, 9))
 
     @property
     def threads_busy(self) -> bool:
