@@ -260,6 +260,7 @@ async def web_gauge(exporter, **kwargs) -> float:
 WEB_GAUGE = "vastai_exporter_web_config_last_reload_successful"
 
 
+@pytest.mark.virtual_time
 async def test_a_renewed_certificate_is_served_without_a_restart(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
@@ -287,6 +288,7 @@ async def test_a_renewed_certificate_is_served_without_a_restart(
     assert await web_gauge(exporter, ssl=trusting) == 1.0
 
 
+@pytest.mark.virtual_time
 async def test_changed_passwords_and_users_apply_without_a_restart(
     fake_vast, run_exporter, tmp_path
 ) -> None:
@@ -313,6 +315,7 @@ async def test_changed_passwords_and_users_apply_without_a_restart(
     assert "n3w-pass" not in exporter.log and PASSWORD not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_a_broken_web_config_keeps_the_last_good_one(
     fake_vast, run_exporter, tmp_path
 ) -> None:
@@ -339,6 +342,7 @@ async def test_a_broken_web_config_keeps_the_last_good_one(
     assert "Traceback" not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_client_ca_changes_apply_to_new_connections(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
@@ -370,6 +374,7 @@ async def test_client_ca_changes_apply_to_new_connections(
         await status_of(https, ssl=first)  # the old CA is no longer trusted
 
 
+@pytest.mark.virtual_time
 async def test_tls_cannot_be_turned_off_without_a_restart(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
@@ -590,6 +595,7 @@ def test_go_only_tls_settings_are_accepted_and_ignored(tmp_path, tls_files) -> N
 # --- reload details --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_reload_shortening_the_interval_wakes_waiting_targets(
     fake_vast, run_exporter, tmp_path
 ) -> None:
@@ -615,6 +621,7 @@ async def test_reload_shortening_the_interval_wakes_waiting_targets(
     assert "Traceback" not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_worker_cap(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(*[worker(i) for i in range(1, 8)]))
     config = fast_config(
