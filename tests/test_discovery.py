@@ -75,6 +75,7 @@ def discovery_config(fake: FakeVast, **discovery: object) -> dict:
     return fast_config(fake.url, vast={"console_url": fake.url}, discovery=settings)
 
 
+@pytest.mark.virtual_time
 async def test_discovery_polls_what_the_listing_shows(fake_vast, run_exporter) -> None:
     account(fake_vast)
     exporter = await run_exporter(discovery_config(fake_vast, include="^prod-", exclude="-test$"))
@@ -140,6 +141,7 @@ async def test_listing_backs_off_on_429(fake_vast, run_exporter) -> None:
     assert polled(samples) == {"endpoint/9"}  # configured targets are polled regardless
 
 
+@pytest.mark.virtual_time
 async def test_endpoints_added_and_deleted_while_running(fake_vast, run_exporter) -> None:
     account(fake_vast)
     exporter = await run_exporter(discovery_config(fake_vast))
@@ -157,6 +159,7 @@ async def test_endpoints_added_and_deleted_while_running(fake_vast, run_exporter
     assert series(samples, "vastai_target_poll_errors_total", id="31") == {}
 
 
+@pytest.mark.virtual_time
 async def test_failing_listing_keeps_the_last_targets(fake_vast, run_exporter) -> None:
     account(fake_vast)
     exporter = await run_exporter(discovery_config(fake_vast))
@@ -170,6 +173,7 @@ async def test_failing_listing_keeps_the_last_targets(fake_vast, run_exporter) -
     assert "kind=listing" in exporter.log and "reason=server_error" in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_no_endpoints_and_the_older_groups_path(run_exporter) -> None:
     fake = await FakeVast(API_KEY).start()
     try:
@@ -192,6 +196,7 @@ async def test_no_endpoints_and_the_older_groups_path(run_exporter) -> None:
         await fake.close()
 
 
+@pytest.mark.virtual_time
 async def test_configured_names_win_over_the_listing(fake_vast, run_exporter) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, include="^prod-a$")
@@ -206,6 +211,7 @@ async def test_configured_names_win_over_the_listing(fake_vast, run_exporter) ->
     assert value(samples, "vastai_endpoint_info", endpoint_id="1", endpoint_name="chat") == 1
 
 
+@pytest.mark.virtual_time
 async def test_two_shards_split_40_targets(fake_vast, run_exporter, tmp_path) -> None:
     for target_id in range(100, 140):
         fake_vast.set("endpoint", target_id, workers(worker(target_id)))
@@ -271,6 +277,7 @@ def test_merge_keeps_configured_names_and_fills_group_endpoints() -> None:
     ]
 
 
+@pytest.mark.virtual_time
 async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, run_exporter) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, include="^prod-b$")
@@ -281,6 +288,7 @@ async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, run_
     assert series(samples, "vastai_target_up", kind="endpoint", id="2", name="prod-b")
 
 
+@pytest.mark.virtual_time
 async def test_start_up_and_first_round_lines_count_every_target(fake_vast, run_exporter) -> None:
     account(fake_vast)
     fake_vast.set_instances([])
@@ -301,6 +309,7 @@ async def test_start_up_and_first_round_lines_count_every_target(fake_vast, run_
     assert "<th>instances</th><td>on, every 3600s, pages 1s apart</td>" in page
 
 
+@pytest.mark.virtual_time
 async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
     fake_vast, run_exporter, tmp_path
 ) -> None:
@@ -321,6 +330,7 @@ async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
     assert value(samples, "vastai_target_up", kind="listing") == 1.0
 
 
+@pytest.mark.virtual_time
 async def test_a_malformed_listing_is_not_quoted_in_the_log(fake_vast, run_exporter) -> None:
     account(fake_vast)
     broken = b'{"success": true, "results": [{"id": 1, "api_key": "' + LISTING_SECRET.encode()
@@ -331,6 +341,7 @@ async def test_a_malformed_listing_is_not_quoted_in_the_log(fake_vast, run_expor
     assert LISTING_SECRET not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_odd_names_from_the_listing_still_render(fake_vast, run_exporter) -> None:
     fake_vast.set_account(
         [endpoint(1, 'bad\udc80 "name"\n')], [worker_group(11, 1, 'bad\udc80 "name"\n')]
@@ -342,6 +353,7 @@ async def test_odd_names_from_the_listing_still_render(fake_vast, run_exporter) 
     assert value(samples, "vastai_endpoint_info", endpoint_id="1") == 1.0
 
 
+@pytest.mark.virtual_time
 async def test_two_shards_split_endpoint_settings(fake_vast, run_exporter) -> None:
     fake_vast.set_account(
         [endpoint(i, f"e{i}") for i in range(1, 21)],
