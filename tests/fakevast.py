@@ -159,7 +159,8 @@ class FakeVast:
             *instance_list_paths(),
         ):
             app.router.add_get(path, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        # Handlers still waiting out a `delay` at the end of a test are cancelled, not waited for.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.01)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -431,23 +431,32 @@ async def test_bad_flag_exits_2(start_exporter) -> None:
         assert code == 2 and "--shard." in log
 
 
-@pytest.mark.parametrize(
-    ("config", "needle"),
-    [
-        ("endpoints: [{id: 1}]\npolling: {interval: 0s}\n", "polling.interval"),
-        ("endpoints: [{id: 1}]\nvast: {api_key: abc}\n", "VAST_API_KEY"),
-        ("endpoints: [{id: x}]\n", "endpoints[0].id"),
-        ("endpoints: [\n", "not valid YAML"),
-    ],
-)
-async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, config, needle) -> None:
-    (code, log), (checked, check_log) = await asyncio.gather(
-        run_cli(start_exporter, config), run_cli(start_exporter, config, "--check-config")
-    )
-    assert code == 2
-    assert needle in log and "config.yaml" in log
-    assert "Traceback" not in log and len(log.splitlines()) <= 3
-    assert checked == 2 and needle in check_log
+INVALID_CONFIGS = [
+    ("endpoints: [{id: 1}]\npolling: {interval: 0s}\n", "polling.interval"),
+    ("endpoints: [{id: 1}]\nvast: {api_key: abc}\n", "VAST_API_KEY"),
+    ("endpoints: [{id: x}]\n", "endpoints[0].id"),
+    ("endpoints: [\n", "not valid YAML"),
+]
+
+
+async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, tmp_path) -> None:
+    """Each invalid config, run and --check-config'ed: all the runs at once, each config in a
+    file of its own (all named config.yaml, as the message must say)."""
+    runs = []
+    for index, (config, _) in enumerate(INVALID_CONFIGS):
+        path = tmp_path / f"case{index}" / "config.yaml"
+        path.parent.mkdir()
+        path.write_text(config)
+        flags = ("--config.file", str(path))
+        runs.append(run_cli(start_exporter, None, *flags))
+        runs.append(run_cli(start_exporter, None, *flags, "--check-config"))
+    results = await asyncio.gather(*runs)
+    for index, (_, needle) in enumerate(INVALID_CONFIGS):
+        (code, log), (checked, check_log) = results[2 * index : 2 * index + 2]
+        assert code == 2, needle
+        assert needle in log and "config.yaml" in log
+        assert "Traceback" not in log and len(log.splitlines()) <= 3
+        assert checked == 2 and needle in check_log
 
 
 async def test_missing_config_and_missing_key_exit_2(start_exporter, tmp_path) -> None:
