@@ -503,20 +503,24 @@ async def test_port_in_use_exits_1(fake_vast, start_exporter) -> None:
     assert "cannot listen" in exporter.log and "Traceback" not in exporter.log
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signals_stop_within_five_seconds_with_polls_in_flight(
-    fake_vast, start_exporter, signum
+    fake_vast, start_exporter
 ) -> None:
+    """SIGTERM and SIGINT, one process each, at once."""
     fake_vast.set("endpoint", 10, failure(200, [], delay=30))
-    exporter = await start_exporter(
-        fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
-    )
+    config = fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
+    signums = (signal.SIGTERM, signal.SIGINT)
+    exporters = await asyncio.gather(*(start_exporter(config) for _ in signums))
     await asyncio.sleep(0.3)
-    assert fake_vast.in_flight == 1
-    started = time.monotonic()
-    assert await exporter.stop(signum, timeout=5) == 0
-    assert time.monotonic() - started < 5
-    assert "Traceback" not in exporter.log
+    assert fake_vast.in_flight == 2  # one target each: one poll in flight in each process
+
+    async def stop(exporter, signum: int) -> None:
+        started = time.monotonic()
+        assert await exporter.stop(signum, timeout=5) == 0
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in exporter.log
+
+    await asyncio.gather(*(stop(e, signum) for e, signum in zip(exporters, signums, strict=True)))
 
 
 async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, run_exporter) -> None:
