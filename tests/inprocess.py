@@ -38,7 +38,7 @@ from exporter.webconfig import LiveWebConfig
 from .harness import Samples, parse_metrics
 from .virtualtime import VirtualTimeLoop
 
-VIRTUAL_STEP = 0.1  # seconds of virtual time between two looks
+VIRTUAL_STEP = 0.25  # seconds of virtual time between two looks
 
 
 class _Lines(logging.Handler):
