@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .clock import loop_time
 from .config import Kind
 from .fields import parse_number
 from .metrics import View
@@ -169,7 +170,7 @@ class BillingReader:
         fetch_user: FetchUser,
         fetch_charges: FetchCharges,
         wall_clock: Callable[[], float] = time.time,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self._fetch_user = fetch_user
         self._fetch_charges = fetch_charges

@@ -337,6 +337,33 @@ async def _serve_config(
     stop: asyncio.Event,
     cleanups: list[Callable[[], Awaitable[object]]],
 ) -> None:
+    await start_serving(config, api_key, listen, options, cleanups)
+    await stop.wait()
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    log.info("shutting down")
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A started exporter and its HTTP server (see `start_serving`)."""
+
+    exporter: Exporter
+    runner: web.AppRunner
+    reload: Callable[[], Awaitable[str | None]]
+    listen: str  # the bound addresses, as logged
+
+
+async def start_serving(
+    config: Config,
+    api_key: str,
+    listen: ListenAddress,
+    options: RunOptions,
+    cleanups: list[Callable[[], Awaitable[object]]],
+    sighup: bool = True,
+) -> Serving:
+    """Build and start the exporter and its HTTP server, and log the start-up line; what to
+    undo is appended to `cleanups` (run in reverse). `sighup`: SIGHUP reloads (the CLI's);
+    tests running the exporter in their own event loop leave it off."""
     exporter = Exporter(
         config, api_key, options.config_path, options.redactor.add_secret, options.shard
     )
@@ -376,7 +403,8 @@ async def _serve_config(
         watcher = asyncio.create_task(live.run(), name="web config")
         cleanups.append(lambda: _cancel(watcher))
         cleanups.append(_closer(live))
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, reload)
+    if sighup:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_soon, reload)
     exporter.start()
     bound = ",".join(_format_address(address) for address in runner.addresses)
     states = exporter.states()
@@ -396,9 +424,7 @@ async def _serve_config(
         "lifecycle": options.lifecycle,
     }
     log.info("vastai-exporter started", extra={"fields": fields})
-    await stop.wait()
-    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-    log.info("shutting down")
+    return Serving(exporter, runner, reload, bound)
 
 
 def _settings(exporter: Exporter, options: RunOptions) -> list[tuple[str, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .clock import loop_time
 from .config import DiscoverySettings, Kind, Target
 from .fields import ENDPOINT_FIELDS, GROUP_FIELDS
 from .metrics import LISTED, View, setting_families
@@ -50,7 +50,7 @@ class PeriodicReader(Generic[T]):
         self._read = read
         self._on_result = on_result
         self._on_change = on_change
-        self._last_read: float | None = None  # time.monotonic()
+        self._last_read: float | None = None  # loop_time()
         self._replan = asyncio.Event()
 
     def set_interval(self, interval: float) -> None:
@@ -61,7 +61,7 @@ class PeriodicReader(Generic[T]):
     async def run(self) -> None:
         while True:
             await self._wait_until_due()
-            self._last_read = time.monotonic()
+            self._last_read = loop_time()
             self.state, result = await attempt(self.state, self._read)
             if result is not None:
                 try:
@@ -80,7 +80,7 @@ class PeriodicReader(Generic[T]):
             streak, retry_after = self.state.rate_limited_streak, self.state.retry_after
             # Jitter may only lengthen the wait: a listing is never read more often.
             delay = max(self.interval, next_delay(self.interval, streak, retry_after))
-            return self._last_read + delay - time.monotonic()
+            return self._last_read + delay - loop_time()
 
         await wait_replanned(remaining, lambda: self._replan)
 

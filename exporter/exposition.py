@@ -38,6 +38,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from .clock import loop_time
 from .lifecycle import EndpointLifecycle
 from .metrics import (
     BILLED_HELP,
@@ -454,7 +455,7 @@ class MetricsCache:
         self._last_render_seconds = 0.0
         self._last_render_end = 0.0
         self._first_round_done = False
-        self.snapshot = build_snapshot((), stale_after, time.monotonic())
+        self.snapshot = build_snapshot((), stale_after, loop_time())
         self.exposition = build_exposition(self.snapshot)
 
     def mark_changed(self) -> None:
@@ -468,12 +469,12 @@ class MetricsCache:
     async def refresh(self) -> None:
         """Gather what the snapshot needs (cheap, on the loop), then merge and render it on the
         render thread: merging 10,000 workers takes tens of ms the loop need not spend."""
-        started = time.monotonic()
+        started = loop_time()
         build = functools.partial(
             _build,
             self._states(),
             self._stale_after,
-            time.monotonic(),
+            loop_time(),
             self.reload,
             self.views(),
             self.requests(),
@@ -483,13 +484,13 @@ class MetricsCache:
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(RENDERER, build)
         self.snapshot, self.exposition = exposition.snapshot, exposition
-        self._last_render_end = time.monotonic()
+        self._last_render_end = loop_time()
         self._last_render_seconds = self._last_render_end - started
 
     async def _hold_for_first_round(self) -> None:
         """Until every target has been polled once, or FIRST_ROUND_HOLD has passed."""
-        deadline = time.monotonic() + self.FIRST_ROUND_HOLD
-        while (left := deadline - time.monotonic()) > 0:
+        deadline = loop_time() + self.FIRST_ROUND_HOLD
+        while (left := deadline - loop_time()) > 0:
             states = tuple(self._states())
             if states and all(state.polled for state in states):
                 break
@@ -505,7 +506,7 @@ class MetricsCache:
                 await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
                 # Wait out the debounce, and the rest of the gap after the previous render.
                 gap = self.RENDER_GAP_FACTOR * self._last_render_seconds
-                earliest = self._last_render_end + gap - time.monotonic()
+                earliest = self._last_render_end + gap - loop_time()
                 await asyncio.sleep(max(self._debounce, earliest))
                 if not self._first_round_done:
                     await self._hold_for_first_round()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .clock import loop_time
 from .config import Kind
 from .fields import INSTANCE_COLUMNS
 from .metrics import View, WorkerRow
@@ -34,13 +34,13 @@ FetchPage = Callable[[Sequence[str], str | None], Awaitable[InstancePage]]
 
 
 class InstanceStore:
-    """The last known instance of each worker id and when it was read (time.monotonic()).
+    """The last known instance of each worker id and when it was read (loop_time()).
 
     A page read updates its instances; a complete read also forgets those it no longer lists.
     An instance not read again for `stale_after` drops out, as a failing target's workers do.
     """
 
-    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stale_after: float, clock: Callable[[], float] = loop_time) -> None:
         self.stale_after = stale_after
         self._clock = clock
         self._entries: dict[str, tuple[Instance, float]] = {}
@@ -73,7 +73,7 @@ class InstanceReader:
         store: InstanceStore,
         page_interval: float,
         first_round: Callable[[], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self._fetch_page = fetch_page
         self._first_round = first_round  # awaited before the first read: the workers to ask

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from .clock import loop_time
 from .config import PollingSettings, Target
 from .parsing import REASONS, NotReady, PollError, Worker
 
@@ -132,13 +133,13 @@ class Scheduler:
 
     async def _wait_for_next_poll(self, key: str) -> None:
         """Sleep until the next poll is due, re-planned under new settings when they change."""
-        started = time.monotonic()
+        started = loop_time()
 
         def remaining() -> float | None:
             state = self._states.get(key)
             if state is None:
                 return None
-            return self._next_delay(state) - (time.monotonic() - started)
+            return self._next_delay(state) - (loop_time() - started)
 
         await wait_replanned(remaining, lambda: self._settings_changed)
 
@@ -215,16 +216,16 @@ async def attempt(
     state: TargetState, call: Callable[[], Awaitable[T]]
 ) -> tuple[TargetState, T | None]:
     """Run one poll of a target: its new state, and the result (None when it failed)."""
-    started = time.monotonic()
+    started = loop_time()
     try:
         result = await call()
     except PollError as exc:
-        return record_failure(state, exc, time.monotonic() - started), None
+        return record_failure(state, exc, loop_time() - started), None
     except Exception as exc:  # a bug or an input nobody foresaw: report it, keep polling
         log.debug("unexpected poll failure", exc_info=True)
         error = PollError("invalid_response", f"unexpected {type(exc).__name__}: {exc}")
-        return record_failure(state, error, time.monotonic() - started), None
-    return record_success(state, time.monotonic() - started), result
+        return record_failure(state, error, loop_time() - started), None
+    return record_success(state, loop_time() - started), result
 
 
 def note_readiness(new: TargetState, old: TargetState, message: str | None) -> TargetState:
@@ -256,7 +257,7 @@ def record_success(state: TargetState, duration: float) -> TargetState:
         polled=True,
         up=True,
         last_success=now,
-        last_success_monotonic=time.monotonic(),
+        last_success_monotonic=loop_time(),
         last_attempt=now,
         last_duration=duration,
         last_error=None,

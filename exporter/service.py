@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from .billing import BillingRead
+from .clock import loop_time
 from .config import Config, ConfigError, Kind, Target, load_config, resolve_api_key
 from .discovery import ListingRead, PeriodicReader, Shard, discovered_targets, merge_targets
 from .exposition import MetricsCache
@@ -215,7 +216,7 @@ class Exporter:
 
     def _views(self) -> tuple[View, ...]:
         """What the running account reads add to the next snapshot."""
-        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        now, stale_after = loop_time(), self.config.polling.stale_after
         views = []
         for kind, read in self._reads.items():  # in ACCOUNT_READS order
             if kind not in self._reader_tasks:
@@ -233,7 +234,7 @@ class Exporter:
 
     def polled_worker_ids(self) -> set[str]:
         """The workers this replica exports now: the instances worth reading."""
-        now, stale_after = time.monotonic(), self.config.polling.stale_after
+        now, stale_after = loop_time(), self.config.polling.stale_after
         return {
             worker.id
             for state in self.scheduler.states()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Callable
+
+from .clock import loop_time
 
 
 class RequestCounter:
@@ -35,7 +36,7 @@ class TokenBucket:
     new rate applies at once, also to the wait in progress.
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float] = loop_time) -> None:
         self._clock = clock
         self._rate = rate
         self._tokens = 1.0  # the first request goes at once; the rest follow at the rate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -14,13 +15,21 @@ from hypothesis import settings as hypothesis_settings
 
 from .fakevast import FakeVast
 from .harness import API_KEY, ExporterProcess, base_env
-from .inprocess import InProcessExporter
+from .inprocess import InProcessExporter, write_config
+from .virtualtime import VirtualTimeLoop
 
 # Property tests: a short run by default (CI included); HYPOTHESIS_PROFILE=long for the thorough
 # one before a release (`HYPOTHESIS_PROFILE=long SOAK_SECONDS=10 pytest -m soak tests/`).
 hypothesis_settings.register_profile("quick", max_examples=60)
 hypothesis_settings.register_profile("long", max_examples=600)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """Tests marked `virtual_time` run on an event loop whose clock jumps over idle waits."""
+    if item.get_closest_marker("virtual_time") is not None:
+        return {"virtual_time": VirtualTimeLoop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def soak_seconds(default: float) -> float:
@@ -86,15 +95,30 @@ async def start_exporter(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 async def run_exporter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Any]]:
-    monkeypatch.setenv("VAST_API_KEY", API_KEY)  # where a reload finds the key
+    """Like `start_exporter` (same arguments and API), but in this event loop: for everything
+    that needs no process of its own (exit codes, signals, stderr)."""
     started: list[InProcessExporter] = []
 
-    async def run(config: dict[str, Any]) -> InProcessExporter:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        exporter = await InProcessExporter(path).start()
+    async def run(
+        config: dict[str, Any] | str | None = None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        key: str | None = API_KEY,
+    ) -> InProcessExporter:
+        argv = ["--web.listen-address", "127.0.0.1:0", *args]
+        if config is not None:
+            path = tmp_path / "config.yaml"
+            write_config(path, config)
+            argv = ["--config.file", str(path), *argv]
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        if key is None:
+            monkeypatch.delenv("VAST_API_KEY", raising=False)
+        else:
+            monkeypatch.setenv("VAST_API_KEY", key)  # where a reload finds the key too
+        exporter = InProcessExporter(argv)
         started.append(exporter)
-        return exporter
+        return await exporter.start()
 
     yield run
     for exporter in started:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +90,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
-    at: float = 0.0  # time.monotonic() when it arrived
+    at: float = 0.0  # the event loop's time when it arrived (virtual in virtual_time tests)
     query: str = ""
 
 
@@ -160,7 +159,8 @@ class FakeVast:
             *instance_list_paths(),
         ):
             app.router.add_get(path, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        # Handlers still waiting out a `delay` at the end of a test are cancelled, not waited for.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.01)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -184,7 +184,11 @@ class FakeVast:
         body = await request.read()
         self.requests.append(
             Request(
-                request.path, dict(request.headers), body, time.monotonic(), request.query_string
+                request.path,
+                dict(request.headers),
+                body,
+                asyncio.get_running_loop().time(),
+                request.query_string,
             )
         )
         listing = request.method == "GET"

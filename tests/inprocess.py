@@ -1,66 +1,181 @@
 """The exporter in the test's own event loop: its real Exporter and HTTP app on loopback.
 
-For behaviour that needs no process of its own (no flags, signals or exit codes), this is as
-real as the CLI (the same client, scheduler, render cache and aiohttp app, over real HTTP) and
-starts in milliseconds instead of a second of imports.
+For behaviour that needs no process of its own (no exit codes, signals or stderr), this is as
+real as the CLI: the same flags, config loading, start-up code (`cli.start_serving`: client,
+scheduler, render cache, aiohttp app, web config and TLS) over real HTTP, and its log lines
+formatted and redacted as the CLI writes them to stderr. It starts in milliseconds instead of a
+second of imports, and offers the API of `harness.ExporterProcess`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import re
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 
-from exporter.config import load_config
-from exporter.server import ExporterApp
-from exporter.service import Exporter
+from exporter import sim
+from exporter.cli import (
+    DEMO_API_KEY,
+    RunOptions,
+    Serving,
+    build_parser,
+    demo_config,
+    parse_listen_address,
+    parse_shard,
+    start_serving,
+)
+from exporter.config import load_config, resolve_api_key
+from exporter.logs import LEVELS, JsonFormatter, LogfmtFormatter, RedactingFilter
+from exporter.webconfig import LiveWebConfig
 
-from .harness import API_KEY, Samples, parse_metrics
+from .harness import Samples, parse_metrics
+from .virtualtime import VirtualTimeLoop
+
+VIRTUAL_STEP = 0.25  # seconds of virtual time between two looks
+
+
+class _Lines(logging.Handler):
+    """Collects formatted records, as the CLI's stderr handler would write them."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
 
 
 class InProcessExporter:
-    """An Exporter with its HTTP app served on 127.0.0.1, and a client to read it."""
+    """The CLI's exporter and HTTP server, started from the same flags in this event loop."""
 
-    def __init__(self, config_path: Path, api_key: str = API_KEY) -> None:
-        self.config_path = config_path
-        self.exporter = Exporter(load_config(config_path), api_key, str(config_path))
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.url = ""
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.config_path: Path | None = None
+        self.lines: list[str] = []
+        self.base_url = ""
+        self.serving: Serving | None = None
+        self._cleanups: list[Callable[[], Awaitable[object]]] = []
+        self._handler: _Lines | None = None
+        self._root_level = logging.WARNING
+        self._stopped = False
+
+    @property
+    def exporter(self) -> Any:
+        assert self.serving is not None
+        return self.serving.exporter
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     async def start(self) -> InProcessExporter:
-        app = ExporterApp(self.exporter.cache, self.exporter.reload)
-        self._runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        self._session = aiohttp.ClientSession()
-        self.exporter.start()
+        args = build_parser().parse_args(self.argv)
+        listen = parse_listen_address(args.listen_address)
+        shard = parse_shard(args.shard_index, args.shard_count)
+        redactor = self._capture_logs(args.log_level, args.log_format)
+        web_config = LiveWebConfig(args.web_config) if args.web_config else None
+        if args.demo:
+            runner, sim_url = await sim.start_simulator("127.0.0.1", 0)
+            self._cleanups.append(runner.cleanup)
+            config, api_key, config_path = demo_config(sim_url), DEMO_API_KEY, None
+        else:
+            config = load_config(args.config_file)
+            api_key = resolve_api_key(config)
+            redactor.add_secret(api_key)
+            config_path = args.config_file
+            self.config_path = Path(config_path)
+        options = RunOptions(config_path, redactor, web_config, shard, args.enable_lifecycle)
+        self.serving = await start_serving(
+            config, api_key, listen, options, self._cleanups, sighup=False
+        )
+        address = self.serving.listen.split(",")[0]
+        self.base_url = f"http://{address}"
         return self
 
+    def _capture_logs(self, level: str, fmt: str) -> RedactingFilter:
+        handler = _Lines(self.lines)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+        redactor = RedactingFilter()
+        handler.addFilter(redactor)
+        handler.setLevel(LEVELS[level])
+        root = logging.getLogger()
+        self._root_level = root.level
+        root.addHandler(handler)
+        root.setLevel(min(LEVELS[level], root.level or logging.WARNING))
+        self._handler = handler
+        return redactor
+
+    def write_config(self, config: dict[str, Any] | str) -> None:
+        assert self.config_path is not None
+        write_config(self.config_path, config)
+
+    async def reload(self) -> str | None:
+        """What SIGHUP does."""
+        assert self.serving is not None
+        return await self.serving.reload()
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+        """What SIGTERM/SIGINT does: shut down as the CLI's `serve` does; its exit code."""
+        if not self._stopped:
+            self._stopped = True
+            logging.getLogger("exporter").info("shutting down")
+            await asyncio.wait_for(self._close(), timeout)
+        return 0
+
+    async def _close(self) -> None:
+        for cleanup in reversed(self._cleanups):
+            try:
+                await cleanup()
+            except Exception:
+                logging.getLogger("exporter").exception("error while shutting down")
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            logging.getLogger().setLevel(self._root_level)
+            self._handler = None
+
     async def close(self) -> None:
-        await self.exporter.close()
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if not self._stopped:
+            self._stopped = True
+            await self._close()
 
-    def write_config(self, config: dict[str, Any]) -> None:
-        self.config_path.write_text(yaml.safe_dump(config))
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
 
-    async def get(self, path: str) -> tuple[int, str]:
-        assert self._session is not None
-        async with self._session.get(self.url + path) as response:
-            return response.status, await response.text()
+    async def wait_for_log(self, pattern: re.Pattern[str] | str, timeout: float = 10.0) -> str:
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for line in self.lines:
+                if regex.search(line):
+                    return line
+            if loop.time() >= deadline:
+                raise AssertionError(f"no log line matching {regex.pattern!r}; log:\n{self.log}")
+            await asyncio.sleep(self._step(loop))
+
+    @staticmethod
+    def _step(loop: asyncio.AbstractEventLoop) -> float:
+        """How long to wait before looking again: on virtual time, a scrape costs real time
+        but waiting does not, so look less often."""
+        return VIRTUAL_STEP if isinstance(loop, VirtualTimeLoop) else 0.02
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.base_url + path, **kwargs) as response,
+        ):
+            return response.status, await response.text(), dict(response.headers)
 
     async def scrape(self) -> str:
-        status, text = await self.get("/metrics")
+        status, text, _ = await self.get("/metrics")
         assert status == 200
         return text
 
@@ -75,6 +190,10 @@ class InProcessExporter:
             samples = parse_metrics(await self.scrape())
             if predicate(samples):
                 return samples
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(self._step(loop))
         names = sorted({name for name, _ in samples})
         raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")
+
+
+def write_config(path: Path, config: dict[str, Any] | str) -> None:
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))

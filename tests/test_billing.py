@@ -29,6 +29,9 @@ from .fakevast import (
 )
 from .harness import API_KEY, Samples, fast_config, series
 
+# The exporter runs in this event loop: every wait takes virtual time (tests/virtualtime.py).
+pytestmark = pytest.mark.virtual_time
+
 
 def value(samples: Samples, metric: str, **labels: str) -> float:
     found = list(series(samples, metric, **labels).values())

@@ -74,9 +74,10 @@ def discovery_config(fake: FakeVast, **discovery: object) -> dict:
     return fast_config(fake.url, vast={"console_url": fake.url}, discovery=settings)
 
 
-async def test_discovery_polls_what_the_listing_shows(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_discovery_polls_what_the_listing_shows(fake_vast, run_exporter) -> None:
     account(fake_vast)
-    exporter = await start_exporter(discovery_config(fake_vast, include="^prod-", exclude="-test$"))
+    exporter = await run_exporter(discovery_config(fake_vast, include="^prod-", exclude="-test$"))
     samples = await exporter.wait_for_metrics(
         lambda s: set(worker_labels(s)) == {"1101", "1201", "2001"}
     )
@@ -110,35 +111,39 @@ async def test_discovery_polls_what_the_listing_shows(fake_vast, start_exporter)
     assert LISTING_SECRET not in exporter.log
 
 
-async def test_listing_is_read_no_more_often_than_its_interval(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_listing_is_read_no_more_often_than_its_interval(fake_vast, run_exporter) -> None:
     account(fake_vast)
-    exporter = await start_exporter(discovery_config(fake_vast, interval="1s"))
+    exporter = await run_exporter(discovery_config(fake_vast, interval="1s"))
     await asyncio.sleep(3.5)
     assert await exporter.stop() == 0
     reads = [r.at for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
-    assert 3 <= len(reads) <= 4  # at 0, 1, 2 and 3 s
-    assert min(b - a for a, b in itertools.pairwise(reads)) >= 0.99
+    # at 0 s, then every 1 s stretched by the jitter (at most 5%, never shortened): 4 reads
+    assert len(reads) == 4 and reads[0] == 0.0
+    assert all(1.0 <= b - a <= 1.05 for a, b in itertools.pairwise(reads)), reads
 
 
-async def test_listing_backs_off_on_429(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_listing_backs_off_on_429(fake_vast, run_exporter) -> None:
     account(fake_vast)
     fake_vast.listings[ENDPTJOBS_PATH] = failure(429, "API requests too frequent")
     fake_vast.set("endpoint", 9, workers(worker(9)))
     config = discovery_config(fake_vast, interval="1s")
     config["endpoints"] = [{"id": 9}]
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await asyncio.sleep(3.5)
     samples = await exporter.wait_for_metrics(lambda s: True)
     assert await exporter.stop() == 0
-    reads = [r for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
-    assert len(reads) == 2  # at 0 and 2 s: the next one would be at 6 s
+    reads = [r.at for r in fake_vast.requests if r.path == ENDPTJOBS_PATH]
+    assert reads == [0.0, 2.0]  # 1 s doubled after one 429; the next one would be at 6 s
     assert value(samples, "vastai_target_poll_errors_total", kind="listing", reason="rate_limited")
     assert polled(samples) == {"endpoint/9"}  # configured targets are polled regardless
 
 
-async def test_endpoints_added_and_deleted_while_running(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_endpoints_added_and_deleted_while_running(fake_vast, run_exporter) -> None:
     account(fake_vast)
-    exporter = await start_exporter(discovery_config(fake_vast))
+    exporter = await run_exporter(discovery_config(fake_vast))
     await exporter.wait_for_metrics(lambda s: "3101" in worker_labels(s))
     fake_vast.set_account(
         [endpoint(1, "prod-a"), endpoint(5, "new-e")],
@@ -153,9 +158,10 @@ async def test_endpoints_added_and_deleted_while_running(fake_vast, start_export
     assert series(samples, "vastai_target_poll_errors_total", id="31") == {}
 
 
-async def test_failing_listing_keeps_the_last_targets(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_failing_listing_keeps_the_last_targets(fake_vast, run_exporter) -> None:
     account(fake_vast)
-    exporter = await start_exporter(discovery_config(fake_vast))
+    exporter = await run_exporter(discovery_config(fake_vast))
     await exporter.wait_for_metrics(lambda s: len(polled(s)) == 5)
     fake_vast.listings[ENDPTJOBS_PATH] = failure(500, "Internal Server Error")
     samples = await exporter.wait_for_metrics(
@@ -166,14 +172,15 @@ async def test_failing_listing_keeps_the_last_targets(fake_vast, start_exporter)
     assert "kind=listing" in exporter.log and "reason=server_error" in exporter.log
 
 
-async def test_no_endpoints_and_the_older_groups_path(start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_no_endpoints_and_the_older_groups_path(run_exporter) -> None:
     fake = await FakeVast(API_KEY).start()
     try:
         fake.listing_paths = (ENDPTJOBS_PATH, AUTOJOBS_PATH)  # /workergroups/ answers 404
         fake.set("endpoint", 7, workers(worker(7)))
         config = discovery_config(fake)
         config["endpoints"] = [{"id": 7, "name": "mine"}]
-        exporter = await start_exporter(config)
+        exporter = await run_exporter(config)
         samples = await exporter.wait_for_metrics(
             lambda s: value(s, "vastai_target_up", kind="listing") == 1.0
         )
@@ -188,12 +195,13 @@ async def test_no_endpoints_and_the_older_groups_path(start_exporter) -> None:
         await fake.close()
 
 
-async def test_configured_names_win_over_the_listing(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_configured_names_win_over_the_listing(fake_vast, run_exporter) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, include="^prod-a$")
     config["endpoints"] = [{"id": 1, "name": "chat"}]
     fake_vast.set("endpoint", 1, workers(worker(1101), worker(1999)))
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     samples = await exporter.wait_for_metrics(
         lambda s: set(worker_labels(s)) == {"1101", "1201", "1999"}
     )
@@ -202,13 +210,14 @@ async def test_configured_names_win_over_the_listing(fake_vast, start_exporter) 
     assert value(samples, "vastai_endpoint_info", endpoint_id="1", endpoint_name="chat") == 1
 
 
-async def test_two_shards_split_40_targets(fake_vast, start_exporter, tmp_path) -> None:
+@pytest.mark.virtual_time
+async def test_two_shards_split_40_targets(fake_vast, run_exporter, tmp_path) -> None:
     for target_id in range(100, 140):
         fake_vast.set("endpoint", target_id, workers(worker(target_id)))
     config = fast_config(fake_vast.url, endpoints=[{"id": i} for i in range(100, 140)])
     shares = []
     for index in (0, 1):
-        exporter = await start_exporter(config, "--shard.index", str(index), "--shard.count", "2")
+        exporter = await run_exporter(config, "--shard.index", str(index), "--shard.count", "2")
         owned = {f"endpoint/{i}" for i in range(100, 140) if Shard(index, 2).owns("endpoint", i)}
         # Until the first round is done; then no other target may ever be polled.
         samples = await exporter.wait_for_metrics(lambda s, owned=owned: polled(s) == owned)
@@ -227,11 +236,7 @@ def test_shards_cover_every_target_exactly_once(count: int) -> None:
     assert all(len(found) == 1 for found in owners)
 
 
-async def test_bad_shard_flags_exit_2(start_exporter) -> None:
-    for flags in (["--shard.index", "2", "--shard.count", "2"], ["--shard.count", "0"]):
-        exporter = await start_exporter("endpoints: [{id: 1}]\n", *flags, wait_started=False)
-        assert await exporter.wait() == 2
-        assert "--shard." in exporter.log
+# Bad --shard.* flags exit 2: test_exporter.test_bad_flag_exits_2 (one child process test).
 
 
 def test_discovery_config() -> None:
@@ -271,24 +276,26 @@ def test_merge_keeps_configured_names_and_fills_group_endpoints() -> None:
     ]
 
 
-async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_unnamed_configured_endpoint_takes_the_listed_name(fake_vast, run_exporter) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, include="^prod-b$")
     config["endpoints"] = [{"id": 2}]
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     samples = await exporter.wait_for_metrics(lambda s: "2001" in worker_labels(s))
     assert worker_labels(samples)["2001"]["endpoint_name"] == "prod-b"
     assert series(samples, "vastai_target_up", kind="endpoint", id="2", name="prod-b")
 
 
-async def test_start_up_and_first_round_lines_count_every_target(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_start_up_and_first_round_lines_count_every_target(fake_vast, run_exporter) -> None:
     account(fake_vast)
     fake_vast.set_instances([])
     fake_vast.set("endpoint", 3, workers(worker(3001)))
     config = discovery_config(fake_vast, include="^prod-", exclude="-test$")
     config["instances"] = {"enabled": True, "interval": "1h"}
     config["endpoints"] = [{"id": 3}]
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     started = await exporter.wait_for_log("vastai-exporter started")
     # endpoint 3, the listing and the instance list; discovery adds groups 11, 12 and endpoint 2
     assert " targets=3 " in started and " account_reads=2 " in started
@@ -301,13 +308,14 @@ async def test_start_up_and_first_round_lines_count_every_target(fake_vast, star
     assert "<th>instances</th><td>on, every 3600s, pages 1s apart</td>" in page
 
 
+@pytest.mark.virtual_time
 async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
-    fake_vast, start_exporter, tmp_path
+    fake_vast, run_exporter, tmp_path
 ) -> None:
     account(fake_vast)
     config = discovery_config(fake_vast, interval="1h")
     config["endpoints"] = [{"id": 2}]  # so the config is valid with discovery off too
-    exporter = await start_exporter(config, "--web.enable-lifecycle")
+    exporter = await run_exporter(config, "--web.enable-lifecycle")
     await exporter.wait_for_metrics(lambda s: len(polled(s)) == 5)
     off = {**config, "discovery": {"enabled": False}}
     async with aiohttp.ClientSession() as session:
@@ -321,28 +329,31 @@ async def test_a_reload_toggling_discovery_does_not_read_the_listing_early(
     assert value(samples, "vastai_target_up", kind="listing") == 1.0
 
 
-async def test_a_malformed_listing_is_not_quoted_in_the_log(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_a_malformed_listing_is_not_quoted_in_the_log(fake_vast, run_exporter) -> None:
     account(fake_vast)
     broken = b'{"success": true, "results": [{"id": 1, "api_key": "' + LISTING_SECRET.encode()
     fake_vast.listings[ENDPTJOBS_PATH] = failure(200, broken + b'"} \xff')
-    exporter = await start_exporter(discovery_config(fake_vast))
+    exporter = await run_exporter(discovery_config(fake_vast))
     await exporter.wait_for_log("target down.*kind=listing.*reason=invalid_response")
     assert await exporter.stop() == 0
     assert LISTING_SECRET not in exporter.log
 
 
-async def test_odd_names_from_the_listing_still_render(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_odd_names_from_the_listing_still_render(fake_vast, run_exporter) -> None:
     fake_vast.set_account(
         [endpoint(1, 'bad\udc80 "name"\n')], [worker_group(11, 1, 'bad\udc80 "name"\n')]
     )
     fake_vast.set("worker_group", 11, workers(worker(1101, status="RUNNING\udc80")))
-    exporter = await start_exporter(discovery_config(fake_vast))
+    exporter = await run_exporter(discovery_config(fake_vast))
     samples = await exporter.wait_for_metrics(lambda s: "1101" in worker_labels(s))
     assert worker_labels(samples)["1101"]["endpoint_name"] == 'bad? "name"'
     assert value(samples, "vastai_endpoint_info", endpoint_id="1") == 1.0
 
 
-async def test_two_shards_split_endpoint_settings(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_two_shards_split_endpoint_settings(fake_vast, run_exporter) -> None:
     fake_vast.set_account(
         [endpoint(i, f"e{i}") for i in range(1, 21)],
         [worker_group(100 + i, i, f"e{i}") for i in range(1, 21)],
@@ -351,7 +362,7 @@ async def test_two_shards_split_endpoint_settings(fake_vast, start_exporter) -> 
         fake_vast.set("worker_group", 100 + i, workers(worker(1000 + i)))
     shares = []
     for index in (0, 1):
-        exporter = await start_exporter(
+        exporter = await run_exporter(
             discovery_config(fake_vast), "--shard.index", str(index), "--shard.count", "2"
         )
         samples = await exporter.wait_for_metrics(

@@ -1,9 +1,12 @@
-"""End to end: the real CLI in a child process, polling the fake Vast API over loopback."""
+"""End to end: the exporter polling the fake Vast API over loopback; in this event loop (the
+CLI's own start-up code), or as the real CLI in a child process where a process is the point:
+exit codes, signals, logs on stderr, the key never leaking."""
 
 from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import json
 import logging
 import signal
@@ -48,11 +51,11 @@ def merge_config(fake: FakeVast, **overrides: object) -> dict:
     )
 
 
-async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter) -> None:
+async def test_workers_are_merged_labelled_and_served(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="READY")))
     fake_vast.set("worker_group", 20, workers(worker(1), worker(3, cur_load="7"), shape="object"))
     fake_vast.set("worker_group", 30, workers(worker(4, reliability=None)))
-    exporter = await start_exporter(merge_config(fake_vast))
+    exporter = await run_exporter(merge_config(fake_vast))
     samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2", "3", "4"})
 
     def labels_of(worker_id: str) -> dict:
@@ -90,17 +93,19 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, start_exporter)
     assert await exporter.stop() == 0
 
 
-async def test_worker_gone_from_a_response_loses_its_series(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_worker_gone_from_a_response_loses_its_series(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2)))
-    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
     fake_vast.set("endpoint", 10, workers(worker(1)))
     samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"}, timeout=3)
     assert all(dict(k[1]).get("worker_id") != "2" for k in samples)
 
 
+@pytest.mark.virtual_time
 async def test_failing_target_is_down_keeps_workers_then_drops_them(
-    fake_vast, start_exporter
+    fake_vast, run_exporter
 ) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     fake_vast.set("worker_group", 30, workers(worker(9)))
@@ -110,7 +115,7 @@ async def test_failing_target_is_down_keeps_workers_then_drops_them(
         worker_groups=[{"id": 30}],
         polling={"stale_after": "2s"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "9"})
     fake_vast.set("endpoint", 10, failure(500, "Internal Server Error"))
     down = await exporter.wait_for_metrics(
@@ -130,7 +135,8 @@ async def test_failing_target_is_down_keeps_workers_then_drops_them(
     assert status == 200 and "<td>endpoint</td><td>10</td><td></td><td>up</td>" in page
 
 
-async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exporter) -> None:
     forms = sorted(FAILURES)
     for index, form in enumerate(forms):
         fake_vast.set("endpoint", 100 + index, FAILURES[form][0])
@@ -138,7 +144,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_e
     fake_vast.set("endpoint", 98, failure(200, [], delay=3))
     endpoints = [{"id": 100 + index} for index in range(len(forms))] + [{"id": 99}, {"id": 98}]
     config = fast_config(fake_vast.url, endpoints=endpoints, polling={"concurrency": 32})
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
 
     def reasons_counted(samples: Samples) -> bool:
         return (
@@ -166,7 +172,8 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, start_e
     assert "Traceback" not in exporter.log
 
 
-async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_rate_limited_target_backs_off(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, failure(429, "API requests too frequent"))
     fake_vast.set("endpoint", 11, failure(429, "slow down", {"Retry-After": "2"}))
     fake_vast.set("endpoint", 12, workers(worker(1)))
@@ -175,17 +182,22 @@ async def test_rate_limited_target_backs_off(fake_vast, start_exporter) -> None:
         endpoints=[{"id": 10}, {"id": 11}, {"id": 12}],
         polling={"interval": "200ms"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await asyncio.sleep(3.2)
     await exporter.stop()
-    # Without backoff each would be polled ~16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
-    assert 2 <= len(fake_vast.requests_for(ENDPOINT_PATH, 10)) <= 4
-    # Retry-After: 2 s wins over the short backoff: polled at 0 and ~2 s only.
-    assert len(fake_vast.requests_for(ENDPOINT_PATH, 11)) == 2
-    assert len(fake_vast.requests_for(ENDPOINT_PATH, 12)) >= 12
+    polled_at = {i: [r.at for r in fake_vast.requests_for(ENDPOINT_PATH, i)] for i in (10, 11, 12)}
+    # Without backoff each would be polled 16 times in 3.2 s. Exponential: at 0, 0.4, 1.2, 2.8 s.
+    assert polled_at[10] == pytest.approx([0.0, 0.4, 1.2, 2.8], abs=1e-9)
+    # Retry-After: 2 s wins over the short backoff: polled at 0 and 2 s only.
+    assert polled_at[11] == [0.0, 2.0]
+    # Every 200 ms, stretched or shrunk by the jitter (at most 5%).
+    gaps = [b - a for a, b in itertools.pairwise(polled_at[12])]
+    assert all(0.19 <= gap <= 0.21 for gap in gaps), gaps
+    assert 1 + 3.2 // 0.21 <= len(polled_at[12]) <= 1 + 3.2 // 0.19  # 16 or 17 polls
 
 
-async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, run_exporter) -> None:
     for target_id in range(10, 16):
         fake_vast.set("endpoint", target_id, failure(200, [worker(target_id)], delay=0.3))
     config = fast_config(
@@ -193,7 +205,7 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start
         endpoints=[{"id": i} for i in range(10, 16)],
         polling={"interval": "1h", "concurrency": 2},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) == 6, timeout=5)
     assert fake_vast.max_in_flight == 2
     calls = len(fake_vast.requests)
@@ -203,7 +215,8 @@ async def test_concurrency_limit_and_scrapes_never_call_the_api(fake_vast, start
     assert len(fake_vast.requests) == calls
 
 
-async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_ready_only_after_every_target_was_polled(fake_vast, run_exporter) -> None:
     # Slower than MetricsCache.FIRST_ROUND_HOLD (2 s), so the first render shows target 10's
     # workers while target 11 is still being polled.
     fake_vast.set("endpoint", 10, workers(worker(1)))
@@ -214,7 +227,7 @@ async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporte
         endpoints=[{"id": 10}, {"id": 11}],
         polling={"interval": "1h"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     status, text, _ = await exporter.get("/-/ready")
     assert status == 503, text
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
@@ -226,14 +239,14 @@ async def test_ready_only_after_every_target_was_polled(fake_vast, start_exporte
     assert (await exporter.get("/-/healthy"))[0] == 200
 
 
-async def test_promtool_accepts_a_real_scrape(fake_vast, start_exporter) -> None:
+async def test_promtool_accepts_a_real_scrape(fake_vast, run_exporter) -> None:
     tool = promtool()
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="loading", loaded_at=0)))
     fake_vast.set("worker_group", 20, FAILURES["429"][0])
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10, "name": 'quote " me'}], worker_groups=[{"id": 20}]
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(
         lambda s: (
             worker_ids(s) == {"1", "2"}
@@ -266,7 +279,8 @@ async def test_the_key_never_leaks(fake_vast, start_exporter, tmp_path) -> None:
         endpoints=[{"id": 10, "name": "a"}, {"id": 11}, {"id": 12}],
         vast={"api_key_file": str(key_file)},
     )
-    for fmt in ("logfmt", "json"):
+
+    async def run(fmt: str) -> None:
         exporter = await start_exporter(
             config, "--log.level", "debug", "--log.format", fmt, key=None
         )
@@ -278,6 +292,8 @@ async def test_the_key_never_leaks(fake_vast, start_exporter, tmp_path) -> None:
         assert "<redacted>" in exporter.log
         for text in [*texts, exporter.log]:
             assert API_KEY not in text
+
+    await asyncio.gather(run("logfmt"), run("json"))  # one process per log format, at once
     assert all(API_KEY not in r.path and API_KEY not in r.body.decode() for r in fake_vast.requests)
 
 
@@ -299,9 +315,9 @@ async def test_json_logs_are_one_object_per_line(fake_vast, start_exporter) -> N
     )
 
 
-async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> None:
+async def test_demo_mode_shows_workers_within_five_seconds(run_exporter) -> None:
     started = time.monotonic()
-    exporter = await start_exporter(None, "--demo", key=None)
+    exporter = await run_exporter(None, "--demo", key=None)
     samples = await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) >= 10, timeout=5)
     assert time.monotonic() - started < 5
     assert len({dict(k)["endpoint_id"] for k in series(samples, "vastai_worker_status")}) >= 2
@@ -309,6 +325,7 @@ async def test_demo_mode_shows_workers_within_five_seconds(start_exporter) -> No
     assert await exporter.stop() == 0
 
 
+@pytest.mark.virtual_time
 async def test_a_new_failure_reason_while_down_is_one_warning(
     fake_vast, run_exporter, caplog
 ) -> None:
@@ -330,7 +347,7 @@ async def test_a_new_failure_reason_while_down_is_one_warning(
 
 
 async def test_landing_page_shows_errors_and_settings_without_the_key(
-    fake_vast, start_exporter
+    fake_vast, run_exporter
 ) -> None:
     long_message = f"invalid api_key {API_KEY} " + "x" * 400
     fake_vast.set("endpoint", 10, failure(400, long_message))
@@ -342,7 +359,7 @@ async def test_landing_page_shows_errors_and_settings_without_the_key(
         discovery={"enabled": False, "interval": "2m", "include": "^prod-"},
         instances={"enabled": False, "interval": "45s"},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     status, page, _ = await exporter.get("/")
     assert status == 200 and API_KEY not in page
@@ -409,37 +426,57 @@ async def run_cli(start_exporter, config, *args: str, key: str | None = API_KEY)
 
 
 async def test_bad_flag_exits_2(start_exporter) -> None:
-    code, log = await run_cli(start_exporter, None, "--nope")
+    shard = "endpoints: [{id: 1}]\n"
+    # Runs that only start and exit go at once (two cores): the same checks, half the wait.
+    (code, log), (code2, log2), *shards = await asyncio.gather(
+        run_cli(start_exporter, None, "--nope"),
+        run_cli(start_exporter, None, "--log.level", "loud"),
+        run_cli(start_exporter, shard, "--shard.index", "2", "--shard.count", "2"),
+        run_cli(start_exporter, shard, "--shard.count", "0"),
+    )
     assert code == 2 and "--nope" in log and len(log.splitlines()) <= 3
-    code, log = await run_cli(start_exporter, None, "--log.level", "loud")
-    assert code == 2 and "--log.level" in log
+    assert code2 == 2 and "--log.level" in log2
+    for code, log in shards:
+        assert code == 2 and "--shard." in log
 
 
-@pytest.mark.parametrize(
-    ("config", "needle"),
-    [
-        ("endpoints: [{id: 1}]\npolling: {interval: 0s}\n", "polling.interval"),
-        ("endpoints: [{id: 1}]\nvast: {api_key: abc}\n", "VAST_API_KEY"),
-        ("endpoints: [{id: x}]\n", "endpoints[0].id"),
-        ("endpoints: [\n", "not valid YAML"),
-    ],
-)
-async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, config, needle) -> None:
-    code, log = await run_cli(start_exporter, config)
-    assert code == 2
-    assert needle in log and "config.yaml" in log
-    assert "Traceback" not in log and len(log.splitlines()) <= 3
-    code, log = await run_cli(start_exporter, config, "--check-config")
-    assert code == 2 and needle in log
+INVALID_CONFIGS = [
+    ("endpoints: [{id: 1}]\npolling: {interval: 0s}\n", "polling.interval"),
+    ("endpoints: [{id: 1}]\nvast: {api_key: abc}\n", "VAST_API_KEY"),
+    ("endpoints: [{id: x}]\n", "endpoints[0].id"),
+    ("endpoints: [\n", "not valid YAML"),
+]
+
+
+async def test_invalid_config_exits_2_naming_file_and_key(start_exporter, tmp_path) -> None:
+    """Each invalid config, run and --check-config'ed: all the runs at once, each config in a
+    file of its own (all named config.yaml, as the message must say)."""
+    runs = []
+    for index, (config, _) in enumerate(INVALID_CONFIGS):
+        path = tmp_path / f"case{index}" / "config.yaml"
+        path.parent.mkdir()
+        path.write_text(config)
+        flags = ("--config.file", str(path))
+        runs.append(run_cli(start_exporter, None, *flags))
+        runs.append(run_cli(start_exporter, None, *flags, "--check-config"))
+    results = await asyncio.gather(*runs)
+    for index, (_, needle) in enumerate(INVALID_CONFIGS):
+        (code, log), (checked, check_log) = results[2 * index : 2 * index + 2]
+        assert code == 2, needle
+        assert needle in log and "config.yaml" in log
+        assert "Traceback" not in log and len(log.splitlines()) <= 3
+        assert checked == 2 and needle in check_log
 
 
 async def test_missing_config_and_missing_key_exit_2(start_exporter, tmp_path) -> None:
-    code, log = await run_cli(start_exporter, None, "--config.file", str(tmp_path / "none.yaml"))
+    (code, log), (code2, log2) = await asyncio.gather(
+        run_cli(start_exporter, None, "--config.file", str(tmp_path / "none.yaml")),
+        run_cli(start_exporter, "endpoints: [{id: 1}]\n", key=None),
+    )
     assert code == 2 and "none.yaml" in log and "not found" in log
     assert "--demo" in log and "config.example.yaml" in log, "what a new user can do instead"
-    code, log = await run_cli(start_exporter, "endpoints: [{id: 1}]\n", key=None)
-    assert code == 2 and "VAST_API_KEY" in log and "config.yaml" in log
-    assert "Traceback" not in log
+    assert code2 == 2 and "VAST_API_KEY" in log2 and "config.yaml" in log2
+    assert "Traceback" not in log2
 
 
 async def stdout_of(start_exporter, config, *args: str, key: str | None = API_KEY):
@@ -452,11 +489,14 @@ async def stdout_of(start_exporter, config, *args: str, key: str | None = API_KE
 
 async def test_check_config_and_version_exit_0(start_exporter) -> None:
     config = "endpoints: [{id: 1}]\n"
-    code, out = await stdout_of(start_exporter, config, "--check-config")
+    (code, out), (code2, log), version = await asyncio.gather(
+        stdout_of(start_exporter, config, "--check-config"),
+        run_cli(start_exporter, config, "--check-config", key=None),
+        stdout_of(start_exporter, None, "--version"),
+    )
     assert code == 0 and "OK (1 targets, API key found)" in out
-    code, log = await run_cli(start_exporter, config, "--check-config", key=None)
-    assert code == 2 and "VAST_API_KEY" in log
-    assert await stdout_of(start_exporter, None, "--version") == (0, "vastai-exporter 0.1.0\n")
+    assert code2 == 2 and "VAST_API_KEY" in log
+    assert version == (0, "vastai-exporter 0.1.0\n")
 
 
 async def test_port_in_use_exits_1(fake_vast, start_exporter) -> None:
@@ -472,25 +512,29 @@ async def test_port_in_use_exits_1(fake_vast, start_exporter) -> None:
     assert "cannot listen" in exporter.log and "Traceback" not in exporter.log
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signals_stop_within_five_seconds_with_polls_in_flight(
-    fake_vast, start_exporter, signum
+    fake_vast, start_exporter
 ) -> None:
+    """SIGTERM and SIGINT, one process each, at once."""
     fake_vast.set("endpoint", 10, failure(200, [], delay=30))
-    exporter = await start_exporter(
-        fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
-    )
+    config = fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
+    signums = (signal.SIGTERM, signal.SIGINT)
+    exporters = await asyncio.gather(*(start_exporter(config) for _ in signums))
     await asyncio.sleep(0.3)
-    assert fake_vast.in_flight == 1
-    started = time.monotonic()
-    assert await exporter.stop(signum, timeout=5) == 0
-    assert time.monotonic() - started < 5
-    assert "Traceback" not in exporter.log
+    assert fake_vast.in_flight == 2  # one target each: one poll in flight in each process
+
+    async def stop(exporter, signum: int) -> None:
+        started = time.monotonic()
+        assert await exporter.stop(signum, timeout=5) == 0
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in exporter.log
+
+    await asyncio.gather(*(stop(e, signum) for e, signum in zip(exporters, signums, strict=True)))
 
 
-async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, start_exporter) -> None:
+async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
-    exporter = await start_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
+    exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     prometheus_accept = (
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"

@@ -17,6 +17,9 @@ from .fakevast import (
 )
 from .harness import API_KEY, Samples, fast_config, series
 
+# The exporter runs in this event loop: every wait takes virtual time (tests/virtualtime.py).
+pytestmark = pytest.mark.virtual_time
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vast"
 
 

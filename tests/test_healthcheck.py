@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -61,8 +62,9 @@ def run_probe(url: str) -> int:
     return proc.returncode
 
 
-async def test_exit_status_follows_the_exporter(start_exporter) -> None:
-    exporter = await start_exporter(None, "--demo", key=None)
-    assert run_probe(exporter.base_url + "/-/healthy") == 0
+async def test_exit_status_follows_the_exporter(run_exporter) -> None:
+    exporter = await run_exporter(None, "--demo", key=None)
+    # the probe is a process of its own; the exporter answers it from this event loop
+    assert await asyncio.to_thread(run_probe, exporter.base_url + "/-/healthy") == 0
     await exporter.stop()
-    assert run_probe(exporter.base_url + "/-/healthy") == 1
+    assert await asyncio.to_thread(run_probe, exporter.base_url + "/-/healthy") == 1

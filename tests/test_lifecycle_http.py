@@ -168,10 +168,8 @@ async def test_openmetrics_exposition_of_the_lifecycle_families(
     await running.wait_for_metrics(
         lambda s: value(s, "vastai_endpoint_cold_start_seconds_count", endpoint_id="10") == 1
     )
-    assert running._session is not None
     headers = {"Accept": "application/openmetrics-text; version=1.0.0"}
-    async with running._session.get(running.url + "/metrics", headers=headers) as response:
-        text = await response.text()
+    _, text, _ = await running.get("/metrics", headers=headers)
     assert "# TYPE vastai_endpoint_cold_start_seconds histogram" in text
     assert (
         'vastai_endpoint_cold_start_seconds_bucket{endpoint_id="10",endpoint_name="",le="30.0"} 1'

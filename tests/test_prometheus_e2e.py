@@ -114,8 +114,20 @@ async def queries_without_data(
     return missing
 
 
-async def test_every_panel_query_has_data_without_rules(start_prometheus) -> None:
-    base = await start_prometheus([])
+async def test_panel_queries_have_data_without_rules_and_every_rule_evaluates(
+    start_prometheus,
+) -> None:
+    """Two Prometheus servers scraping one demo exporter at once (the wait is theirs: scrapes and
+    evaluations every second): one without rule files, one with the rules."""
+    await asyncio.gather(
+        every_panel_query_has_data_without_rules(await start_prometheus([])),
+        every_rule_evaluates_and_rule_backed_queries_have_data(
+            await start_prometheus([str(RULES_FILE)])
+        ),
+    )
+
+
+async def every_panel_query_has_data_without_rules(base: str) -> None:
     queries = {where: substitute(expr) for where, expr in all_expressions()}
     own = {where: q for where, q in queries.items() if not rule_backed(q)}
     assert len(own) >= 20
@@ -128,8 +140,7 @@ async def test_every_panel_query_has_data_without_rules(start_prometheus) -> Non
     assert not missing, f"queries without data after {QUERY_DEADLINE}s, no rules: {missing}"
 
 
-async def test_every_rule_evaluates_and_rule_backed_queries_have_data(start_prometheus) -> None:
-    base = await start_prometheus([str(RULES_FILE)])
+async def every_rule_evaluates_and_rule_backed_queries_have_data(base: str) -> None:
     backed = {where: substitute(e) for where, e in all_expressions() if rule_backed(e)}
     assert backed
     async with aiohttp.ClientSession() as session:

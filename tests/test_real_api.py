@@ -39,6 +39,7 @@ def value(samples: Samples, metric: str, **labels: str) -> float:
     return found[0] if found else float("nan")
 
 
+@pytest.mark.virtual_time
 async def test_not_ready_is_up_with_no_workers_and_no_error(
     fake_vast: FakeVast, run_exporter, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -62,7 +63,7 @@ async def test_not_ready_is_up_with_no_workers_and_no_error(
     )
     assert value(samples, "vastai_target_not_ready", id="10") == 1
 
-    status, page = await exporter.get("/")
+    status, page, _ = await exporter.get("/")
     assert status == 200 and "Endpoint not ready for query" in page and "not ready" in page
     assert API_KEY not in page
 
@@ -78,6 +79,7 @@ async def test_not_ready_is_up_with_no_workers_and_no_error(
     assert API_KEY not in entered[0].fields["message"]
 
 
+@pytest.mark.virtual_time
 async def test_a_failure_after_not_ready_clears_the_state(fake_vast: FakeVast, run_exporter):
     answers = {"now": NOT_READY}
     fake_vast.set("worker_group", 20, lambda: answers["now"])
@@ -88,6 +90,7 @@ async def test_a_failure_after_not_ready_clears_the_state(fake_vast: FakeVast, r
     assert value(samples, "vastai_target_not_ready", id="20") == 0
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -238,6 +241,7 @@ async def test_every_request_is_counted_by_host_route_and_code(
         assert sent <= len(fake_vast.requests_for(path)) <= sent + 2  # polls in flight
 
 
+@pytest.mark.virtual_time
 async def test_timeouts_and_refused_connections_are_counted_without_a_code(
     fake_vast: FakeVast, run_exporter
 ) -> None:

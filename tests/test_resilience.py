@@ -41,7 +41,7 @@ async def scrape_forever(base_url: str, stop: asyncio.Event, results: list[str])
 
 
 @pytest.mark.soak
-async def test_fault_storm(fake_vast: FakeVast, start_exporter) -> None:
+async def test_fault_storm(fake_vast: FakeVast, run_exporter) -> None:
     for index in range(STORM_TARGETS):
         fake_vast.set("endpoint", index, rotating(storm_behaviours(index)))
     config = fast_config(
@@ -50,7 +50,7 @@ async def test_fault_storm(fake_vast: FakeVast, start_exporter) -> None:
         vast={"timeout": "300ms"},
         polling={"interval": "100ms", "concurrency": 8},
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     stop, results = asyncio.Event(), []
     scrapers = [
         asyncio.create_task(scrape_forever(exporter.base_url, stop, results)) for _ in range(4)
@@ -104,7 +104,7 @@ async def test_worker_churn_keeps_series_and_memory_bounded(
         endpoints=[{"id": target} for target in range(4)],
         polling={"interval": "50ms", "concurrency": 4},
     )
-    exporter = await start_exporter(config)
+    exporter = await start_exporter(config)  # a process of its own: its memory is measured
     assert exporter.proc is not None
     counts = []
     await asyncio.sleep(1)  # warm up: allocator pools, first renders

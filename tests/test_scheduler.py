@@ -7,6 +7,8 @@ import logging
 import signal
 import time
 
+import pytest
+
 from exporter import cli
 from exporter.config import PollingSettings, Target
 from exporter.exposition import MetricsCache
@@ -58,6 +60,7 @@ async def run_scheduler(fetch: ScriptedFetch, seconds: float, **polling: float) 
     return scheduler
 
 
+@pytest.mark.virtual_time
 async def test_an_unexpected_exception_is_reported_and_polling_goes_on() -> None:
     fetch = ScriptedFetch(RuntimeError("boom"), OverflowError("big"), [worker(1)])
     scheduler = await run_scheduler(fetch, 0.5)
@@ -82,6 +85,7 @@ async def test_the_429_streak_resets_after_a_success() -> None:
     assert seen == [(1, 7.0, False), (2, 7.0, False), (0, None, True), (1, 7.0, False)]
 
 
+@pytest.mark.virtual_time
 async def test_failing_target_expires_by_timer_without_new_polls() -> None:
     fetch = ScriptedFetch([worker(1)], PollError("rate_limited", "x", retry_after=3600))
     settings = PollingSettings(interval=0.05, concurrency=1, stale_after=0.3)

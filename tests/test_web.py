@@ -1,4 +1,5 @@
-"""TLS, basic auth and hot reload, through the real CLI with a generated certificate."""
+"""TLS, basic auth and hot reload, with a generated certificate: in this event loop through the
+CLI's start-up code, and through the real CLI where a process is the point (SIGHUP, exit codes)."""
 
 from __future__ import annotations
 
@@ -82,15 +83,15 @@ async def status_of(url: str, **kwargs: object) -> int:
         return response.status
 
 
-async def start_with_web_config(fake_vast: FakeVast, start_exporter, web: Path):
+async def start_with_web_config(fake_vast: FakeVast, run_exporter, web: Path):
     fake_vast.set("endpoint", 10, workers(worker(1)))
     config = fast_config(fake_vast.url, endpoints=[{"id": 10}])
-    return await start_exporter(config, "--web.config.file", str(web))
+    return await run_exporter(config, "--web.config.file", str(web))
 
 
-async def test_basic_auth_guards_every_path(fake_vast, start_exporter, tmp_path) -> None:
+async def test_basic_auth_guards_every_path(fake_vast, run_exporter, tmp_path) -> None:
     web = write_web_config(tmp_path, {"basic_auth_users": users()})
-    exporter = await start_with_web_config(fake_vast, start_exporter, web)
+    exporter = await start_with_web_config(fake_vast, run_exporter, web)
     good = basic("prometheus", PASSWORD)
     for path in PATHS:
         url = exporter.base_url + path
@@ -108,7 +109,7 @@ async def test_basic_auth_guards_every_path(fake_vast, start_exporter, tmp_path)
     assert PASSWORD not in exporter.log
 
 
-async def test_tls_serves_https_only(fake_vast, start_exporter, tmp_path, tls_files, ca) -> None:
+async def test_tls_serves_https_only(fake_vast, run_exporter, tmp_path, tls_files, ca) -> None:
     document = {
         "tls_server_config": {
             "cert_file": str(tls_files["cert"]),
@@ -117,7 +118,7 @@ async def test_tls_serves_https_only(fake_vast, start_exporter, tmp_path, tls_fi
         }
     }
     exporter = await start_with_web_config(
-        fake_vast, start_exporter, write_web_config(tmp_path, document)
+        fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
     https = exporter.base_url.replace("http://", "https://")
     assert await status_of(https + "/metrics", ssl=client_context(ca)) == 200
@@ -128,7 +129,7 @@ async def test_tls_serves_https_only(fake_vast, start_exporter, tmp_path, tls_fi
 
 
 async def test_tls_client_certificates_and_basic_auth_together(
-    fake_vast, start_exporter, tmp_path, tls_files, ca
+    fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
     document = {
         "tls_server_config": {
@@ -140,7 +141,7 @@ async def test_tls_client_certificates_and_basic_auth_together(
         "basic_auth_users": users(),
     }
     exporter = await start_with_web_config(
-        fake_vast, start_exporter, write_web_config(tmp_path, document)
+        fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
     https = exporter.base_url.replace("http://", "https://") + "/metrics"
     good = basic("prometheus", PASSWORD)
@@ -259,8 +260,9 @@ async def web_gauge(exporter, **kwargs) -> float:
 WEB_GAUGE = "vastai_exporter_web_config_last_reload_successful"
 
 
+@pytest.mark.virtual_time
 async def test_a_renewed_certificate_is_served_without_a_restart(
-    fake_vast, start_exporter, tmp_path, tls_files, ca
+    fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
     document = {
         "tls_server_config": {
@@ -269,7 +271,7 @@ async def test_a_renewed_certificate_is_served_without_a_restart(
         }
     }
     exporter = await start_with_web_config(
-        fake_vast, start_exporter, write_web_config(tmp_path, document)
+        fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
     port, trusting = port_of(exporter), client_context(ca)
     first = serial_in(tls_files["cert"])
@@ -286,11 +288,12 @@ async def test_a_renewed_certificate_is_served_without_a_restart(
     assert await web_gauge(exporter, ssl=trusting) == 1.0
 
 
+@pytest.mark.virtual_time
 async def test_changed_passwords_and_users_apply_without_a_restart(
-    fake_vast, start_exporter, tmp_path
+    fake_vast, run_exporter, tmp_path
 ) -> None:
     web = write_web_config(tmp_path, {"basic_auth_users": users()})
-    exporter = await start_with_web_config(fake_vast, start_exporter, web)
+    exporter = await start_with_web_config(fake_vast, run_exporter, web)
     old = basic("prometheus", PASSWORD)
     assert await status_of(exporter.base_url + "/metrics", headers=old) == 200
 
@@ -312,11 +315,12 @@ async def test_changed_passwords_and_users_apply_without_a_restart(
     assert "n3w-pass" not in exporter.log and PASSWORD not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_a_broken_web_config_keeps_the_last_good_one(
-    fake_vast, start_exporter, tmp_path
+    fake_vast, run_exporter, tmp_path
 ) -> None:
     web = write_web_config(tmp_path, {"basic_auth_users": users()})
-    exporter = await start_with_web_config(fake_vast, start_exporter, web)
+    exporter = await start_with_web_config(fake_vast, run_exporter, web)
     good = basic("prometheus", PASSWORD)
     assert await web_gauge(exporter, headers=good) == 1.0
     good_text = web.read_text()
@@ -338,8 +342,9 @@ async def test_a_broken_web_config_keeps_the_last_good_one(
     assert "Traceback" not in exporter.log
 
 
+@pytest.mark.virtual_time
 async def test_client_ca_changes_apply_to_new_connections(
-    fake_vast, start_exporter, tmp_path, tls_files, ca
+    fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
     other_ca = trustme.CA()
     other_client = tmp_path / "other-client.pem"
@@ -355,7 +360,7 @@ async def test_client_ca_changes_apply_to_new_connections(
         }
     }
     exporter = await start_with_web_config(
-        fake_vast, start_exporter, write_web_config(tmp_path, document)
+        fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
     https = exporter.base_url.replace("http://", "https://") + "/metrics"
     first, second = client_context(ca, tls_files["client"]), client_context(ca, other_client)
@@ -369,8 +374,9 @@ async def test_client_ca_changes_apply_to_new_connections(
         await status_of(https, ssl=first)  # the old CA is no longer trusted
 
 
+@pytest.mark.virtual_time
 async def test_tls_cannot_be_turned_off_without_a_restart(
-    fake_vast, start_exporter, tmp_path, tls_files, ca
+    fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
     document = {
         "tls_server_config": {
@@ -379,7 +385,7 @@ async def test_tls_cannot_be_turned_off_without_a_restart(
         }
     }
     web = write_web_config(tmp_path, document)
-    exporter = await start_with_web_config(fake_vast, start_exporter, web)
+    exporter = await start_with_web_config(fake_vast, run_exporter, web)
     web.write_text(yaml.safe_dump({"basic_auth_users": users()}))
     line = await exporter.wait_for_log("web config reload failed")
     assert "turning TLS on or off needs a restart" in line
@@ -402,12 +408,12 @@ def reload_metrics(samples: dict) -> tuple[float, float]:
     return ok, when
 
 
-async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) -> None:
+async def test_reload_by_sighup_and_http(fake_vast, run_exporter, tmp_path) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     fake_vast.set("endpoint", 11, workers(worker(2)))
     fake_vast.set("worker_group", 12, workers(worker(3)))
     config = fast_config(fake_vast.url, endpoints=[{"id": 10}, {"id": 11}])
-    exporter = await start_exporter(config, "--web.enable-lifecycle")
+    exporter = await run_exporter(config, "--web.enable-lifecycle")
     config_file = tmp_path / "config.yaml"
     first = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2"})
     assert reload_metrics(first)[0] == 1.0
@@ -420,8 +426,7 @@ async def test_reload_by_sighup_and_http(fake_vast, start_exporter, tmp_path) ->
         polling={"interval": "1h"},
     )
     config_file.write_text(yaml.safe_dump(changed))
-    assert exporter.proc is not None
-    exporter.proc.send_signal(signal.SIGHUP)
+    await exporter.reload()  # what SIGHUP does (a signal reaching it: the test below)
     after = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "3"})
     assert series(after, "vastai_target_up", id="11") == {}
     assert reload_metrics(after)[1] > reload_metrics(first)[1]
@@ -476,14 +481,14 @@ async def test_reload_over_http_needs_the_lifecycle_flag(
     await exporter.wait_for_log("config reloaded")
 
 
-async def test_reload_picks_up_a_rotated_key(fake_vast, start_exporter, tmp_path) -> None:
+async def test_reload_picks_up_a_rotated_key(fake_vast, run_exporter, tmp_path) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     key_file = tmp_path / "key"
     key_file.write_text("old-key-0000000000\n")
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10}], vast={"api_key_file": str(key_file)}
     )
-    exporter = await start_exporter(config, "--web.enable-lifecycle", key=None)
+    exporter = await run_exporter(config, "--web.enable-lifecycle", key=None)
     await exporter.wait_for_metrics(
         lambda s: (
             series(s, "vastai_target_poll_errors_total", reason="auth")
@@ -590,11 +595,12 @@ def test_go_only_tls_settings_are_accepted_and_ignored(tmp_path, tls_files) -> N
 # --- reload details --------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_reload_shortening_the_interval_wakes_waiting_targets(
-    fake_vast, start_exporter, tmp_path
+    fake_vast, run_exporter, tmp_path
 ) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
-    exporter = await start_exporter(
+    exporter = await run_exporter(
         fast_config(fake_vast.url, endpoints=[{"id": 10}], polling={"interval": "1h"}),
         "--web.enable-lifecycle",
     )
@@ -615,12 +621,13 @@ async def test_reload_shortening_the_interval_wakes_waiting_targets(
     assert "Traceback" not in exporter.log
 
 
-async def test_worker_cap(fake_vast, start_exporter) -> None:
+@pytest.mark.virtual_time
+async def test_worker_cap(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(*[worker(i) for i in range(1, 8)]))
     config = fast_config(
         fake_vast.url, endpoints=[{"id": 10}], polling={"max_workers_per_target": 3}
     )
-    exporter = await start_exporter(config)
+    exporter = await run_exporter(config)
     samples = await exporter.wait_for_metrics(lambda s: len(worker_ids(s)) == 3)
     await asyncio.sleep(1)  # several more polls
     assert worker_ids(samples) == {"1", "2", "3"}

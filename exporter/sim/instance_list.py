@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ..clock import loop_time
 
 PATH = "/api/v1/instances/"
 V0_PATH = "/api/v0/instances/"
@@ -42,7 +43,7 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 class RateLimit:
     """One request per `interval` seconds per key, as Vast's x-rate-limit threshold 1.0."""
 
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = loop_time):
         self.interval = interval
         self._clock = clock
         self._last: dict[str, float] = {}
