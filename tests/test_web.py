@@ -542,7 +542,7 @@ async def test_bcrypt_runs_once_per_credentials(monkeypatch) -> None:
 
 
 async def test_a_flood_of_wrong_passwords_is_refused_without_a_backlog(monkeypatch) -> None:
-    counting = CountingCheck(delay=0.2)
+    counting = CountingCheck(delay=0.1)
     auth = BasicAuth({user: hashed.encode() for user, hashed in users().items()})
     monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
     results = await asyncio.gather(*(auth.check("prometheus", f"guess-{i}") for i in range(200)))

@@ -405,9 +405,9 @@ class Simulation:
                     self._enter(w, "model_loading" if g.id == 1001 else "loading")
                     w.started_at = round(t - self._rng.uniform(20, 60), 3)
                     w.disk = g.disk_gb * 0.4
-                    if g.id == 1001:  # a cold start ten-odd seconds into the demo: late
+                    if g.id == 1001:  # a cold start some seconds into the demo: late
                         # enough for a Prometheus started with it to see the counters rise
-                        w.state_left = float(round(self._rng.uniform(10, 14)))
+                        w.state_left = float(round(self._rng.uniform(6, 8)))
                 else:
                     self._make_loaded(w, w.started_at + self._rng.uniform(60, 400))
                 self._workers.append(w)
