@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from aiohttp import web
 
 from . import __version__
-from .exposition import MetricsCache, RuntimeFamilies
+from .exposition import RuntimeFamilies
+from .render_loop import MetricsCache
 from .scheduler import TargetState
 from .webconfig import BasicAuth
 

@@ -20,12 +20,12 @@ from .billing import BillingRead
 from .clock import loop_time
 from .config import Config, ConfigError, Kind, Target, load_config, resolve_api_key
 from .discovery import ListingRead, PeriodicReader, Shard, discovered_targets, merge_targets
-from .exposition import MetricsCache
 from .instances import InstancesRead
 from .lifecycle import LifecycleTracker
 from .metrics import ReloadStatus, View
 from .parsing import Worker
 from .reads import AccountRead
+from .render_loop import MetricsCache
 from .scheduler import Scheduler, TargetState
 from .traffic import RequestCounter, TokenBucket
 from .vast import VastClient, create_session

@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Target
-from exporter.exposition import MetricsCache
+from exporter.render_loop import MetricsCache
 from exporter.scheduler import TargetState
 from exporter.server import ExporterApp
 

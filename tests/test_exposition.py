@@ -19,7 +19,6 @@ from exporter.config import Target
 from exporter.exposition import (
     RENDERER,
     TEXT_TYPE,
-    MetricsCache,
     RuntimeFamilies,
     build_exposition,
     go_float,
@@ -30,6 +29,7 @@ from exporter.exposition import (
 from exporter.instances import InstancesView
 from exporter.metrics import Snapshot, SnapshotCollector, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
+from exporter.render_loop import MetricsCache
 from exporter.scheduler import TargetState
 
 from .fakevast import worker

@@ -289,8 +289,10 @@ async def test_max_requests_per_second_spreads_the_first_round(
     assert len(times) == 8
     # One token to start with, then one every 50 ms, so never more than 1 + 20 x t requests in
     # t seconds (a late wake-up may let two go closer together, never more than the bucket holds).
+    # Arrival times at the fake may bunch when its handler runs late on a loaded machine: up to
+    # 0.1 s of that is allowed pair by pair; the whole span may not shrink.
     for i, j in itertools.combinations(range(8), 2):
-        assert times[j] - times[i] >= (j - i - 1) * 0.05 - 0.01, (i, j, times)
+        assert times[j] - times[i] >= (j - i - 1) * 0.05 - 0.1, (i, j, times)
     assert times[-1] - times[0] >= 7 * 0.05 - 0.01
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from exporter import cli
 from exporter.config import PollingSettings, Target
-from exporter.exposition import MetricsCache
 from exporter.parsing import REASONS, PollError, parse_workers_payload
+from exporter.render_loop import MetricsCache
 from exporter.scheduler import Scheduler, next_delay
 
 from .fakevast import worker
