@@ -35,7 +35,44 @@ def series(samples: Samples, metric: str, /, **labels: str) -> dict[frozenset, f
     return {key[1]: v for key, v in samples.items() if key[0] == metric and wanted <= key[1]}
 
 
-class ExporterProcess:
+class ScrapedExporter:
+    """What a test reads of a running exporter over HTTP, however it runs (a child process, or
+    in the test's own event loop): `base_url`, and how long to wait between two looks."""
+
+    base_url: str
+
+    def _step(self, loop: asyncio.AbstractEventLoop) -> float:
+        return 0.05
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.base_url + path, **kwargs) as response,
+        ):
+            return response.status, await response.text(), dict(response.headers)
+
+    async def scrape(self) -> str:
+        status, text, _ = await self.get("/metrics")
+        assert status == 200
+        return text
+
+    async def wait_for_metrics(
+        self, predicate: Callable[[Samples], bool], timeout: float = 10.0
+    ) -> Samples:
+        """Scrape until `predicate` holds for the parsed samples."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        samples: Samples = {}
+        while loop.time() < deadline:
+            samples = parse_metrics(await self.scrape())
+            if predicate(samples):
+                return samples
+            await asyncio.sleep(self._step(loop))
+        names = sorted({name for name, _ in samples})
+        raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")
+
+
+class ExporterProcess(ScrapedExporter):
     """`python -m exporter` as a child process, with its stderr collected line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
@@ -84,31 +121,6 @@ class ExporterProcess:
                 break
             await asyncio.sleep(0.05)
         raise AssertionError(f"no log line matching {regex.pattern!r}; log:\n{self.log}")
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.base_url + path, **kwargs) as response,
-        ):
-            return response.status, await response.text(), dict(response.headers)
-
-    async def scrape(self) -> str:
-        status, text, _ = await self.get("/metrics")
-        assert status == 200
-        return text
-
-    async def wait_for_metrics(
-        self, predicate: Callable[[Samples], bool], timeout: float = 10.0
-    ) -> Samples:
-        """Scrape until `predicate` holds for the parsed samples."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        samples: Samples = {}
-        while asyncio.get_running_loop().time() < deadline:
-            samples = parse_metrics(await self.scrape())
-            if predicate(samples):
-                return samples
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"condition not met in {timeout}s; last scrape: {samples}")
 
     async def stop(self, signum: int = signal.SIGTERM, timeout: float = 5.0) -> int:
         assert self.proc is not None

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
 from exporter import sim
@@ -35,7 +34,7 @@ from exporter.config import load_config, resolve_api_key
 from exporter.logs import LEVELS, JsonFormatter, LogfmtFormatter, RedactingFilter
 from exporter.webconfig import LiveWebConfig
 
-from .harness import Samples, parse_metrics
+from .harness import ScrapedExporter
 from .virtualtime import VirtualTimeLoop
 
 VIRTUAL_STEP = 0.25  # seconds of virtual time between two looks
@@ -52,7 +51,7 @@ class _Lines(logging.Handler):
         self.lines.append(self.format(record))
 
 
-class InProcessExporter:
+class InProcessExporter(ScrapedExporter):
     """The CLI's exporter and HTTP server, started from the same flags in this event loop."""
 
     def __init__(self, argv: list[str]) -> None:
@@ -161,38 +160,10 @@ class InProcessExporter:
                 raise AssertionError(f"no log line matching {regex.pattern!r}; log:\n{self.log}")
             await asyncio.sleep(self._step(loop))
 
-    @staticmethod
-    def _step(loop: asyncio.AbstractEventLoop) -> float:
+    def _step(self, loop: asyncio.AbstractEventLoop) -> float:
         """How long to wait before looking again: on virtual time, a scrape costs real time
         but waiting does not, so look less often."""
         return VIRTUAL_STEP if isinstance(loop, VirtualTimeLoop) else 0.02
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, str, dict[str, str]]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.base_url + path, **kwargs) as response,
-        ):
-            return response.status, await response.text(), dict(response.headers)
-
-    async def scrape(self) -> str:
-        status, text, _ = await self.get("/metrics")
-        assert status == 200
-        return text
-
-    async def wait_for_metrics(
-        self, predicate: Callable[[Samples], bool], timeout: float = 10.0
-    ) -> Samples:
-        """Scrape until `predicate` holds for the parsed samples."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        samples: Samples = {}
-        while loop.time() < deadline:
-            samples = parse_metrics(await self.scrape())
-            if predicate(samples):
-                return samples
-            await asyncio.sleep(self._step(loop))
-        names = sorted({name for name, _ in samples})
-        raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")
 
 
 def write_config(path: Path, config: dict[str, Any] | str) -> None:
