@@ -54,6 +54,11 @@ def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
     return files
 
 
+def tls_server_config(tls_files: dict[str, Path], **settings: object) -> dict[str, object]:
+    """The server certificate and key of `tls_files`, and any other tls_server_config keys."""
+    return {"cert_file": str(tls_files["cert"]), "key_file": str(tls_files["key"]), **settings}
+
+
 def write_web_config(tmp_path: Path, document: dict) -> Path:
     path = tmp_path / "web.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -110,13 +115,7 @@ async def test_basic_auth_guards_every_path(fake_vast, run_exporter, tmp_path) -
 
 
 async def test_tls_serves_https_only(fake_vast, run_exporter, tmp_path, tls_files, ca) -> None:
-    document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-            "min_version": "TLS12",
-        }
-    }
+    document = {"tls_server_config": tls_server_config(tls_files, min_version="TLS12")}
     exporter = await start_with_web_config(
         fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
@@ -132,12 +131,11 @@ async def test_tls_client_certificates_and_basic_auth_together(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
     document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-            "client_auth_type": "RequireAndVerifyClientCert",
-            "client_ca_file": str(tls_files["ca"]),
-        },
+        "tls_server_config": tls_server_config(
+            tls_files,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(tls_files["ca"]),
+        ),
         "basic_auth_users": users(),
     }
     exporter = await start_with_web_config(
@@ -155,13 +153,12 @@ async def test_tls_client_certificates_and_basic_auth_together(
 def test_promtool_accepts_the_web_config_format(tmp_path, tls_files) -> None:
     tool = promtool()
     document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-            "client_auth_type": "VerifyClientCertIfGiven",
-            "client_ca_file": str(tls_files["ca"]),
-            "min_version": "TLS13",
-        },
+        "tls_server_config": tls_server_config(
+            tls_files,
+            client_auth_type="VerifyClientCertIfGiven",
+            client_ca_file=str(tls_files["ca"]),
+            min_version="TLS13",
+        ),
         "basic_auth_users": users(),
     }
     path = write_web_config(tmp_path, document)
@@ -264,12 +261,7 @@ WEB_GAUGE = "vastai_exporter_web_config_last_reload_successful"
 async def test_a_renewed_certificate_is_served_without_a_restart(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
-    document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-        }
-    }
+    document = {"tls_server_config": tls_server_config(tls_files)}
     exporter = await start_with_web_config(
         fake_vast, run_exporter, write_web_config(tmp_path, document)
     )
@@ -352,12 +344,11 @@ async def test_client_ca_changes_apply_to_new_connections(
         other_client
     )
     document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-            "client_auth_type": "RequireAndVerifyClientCert",
-            "client_ca_file": str(tls_files["ca"]),
-        }
+        "tls_server_config": tls_server_config(
+            tls_files,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=str(tls_files["ca"]),
+        )
     }
     exporter = await start_with_web_config(
         fake_vast, run_exporter, write_web_config(tmp_path, document)
@@ -378,12 +369,7 @@ async def test_client_ca_changes_apply_to_new_connections(
 async def test_tls_cannot_be_turned_off_without_a_restart(
     fake_vast, run_exporter, tmp_path, tls_files, ca
 ) -> None:
-    document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-        }
-    }
+    document = {"tls_server_config": tls_server_config(tls_files)}
     web = write_web_config(tmp_path, document)
     exporter = await start_with_web_config(fake_vast, run_exporter, web)
     web.write_text(yaml.safe_dump({"basic_auth_users": users()}))
@@ -580,12 +566,9 @@ def test_what_promtool_refuses_we_refuse(tmp_path, document, key) -> None:
 
 def test_go_only_tls_settings_are_accepted_and_ignored(tmp_path, tls_files) -> None:
     document = {
-        "tls_server_config": {
-            "cert_file": str(tls_files["cert"]),
-            "key_file": str(tls_files["key"]),
-            "cipher_suites": ["TLS_AES_128_GCM_SHA256"],
-            "prefer_server_cipher_suites": True,
-        },
+        "tls_server_config": tls_server_config(
+            tls_files, cipher_suites=["TLS_AES_128_GCM_SHA256"], prefer_server_cipher_suites=True
+        ),
         "http_server_config": {"headers": {"X-Frame-Options": "deny"}, "http2": True},
     }
     web_config = load_web_config(str(write_web_config(tmp_path, document)))
