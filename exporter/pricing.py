@@ -40,16 +40,17 @@ BILLING_BY_STATUS = {
 BILLING_BY_ACTUAL_STATUS = {"running": COMPUTE, "loading": COMPUTE}
 
 
-def billing_state(status: str | None, instance: Instance) -> str:
+def billing_state(status: str | None, actual_status: str) -> str:
+    """The billing state of a worker's status, its instance's actual_status where that decides."""
     known = BILLING_BY_STATUS.get(status or "")
     if known is not None:
         return known
-    return BILLING_BY_ACTUAL_STATUS.get(instance.actual_status, STORAGE)
+    return BILLING_BY_ACTUAL_STATUS.get(actual_status, STORAGE)
 
 
 def billed_dollars_per_hour(status: str | None, instance: Instance) -> float | None:
     """What Vast bills for the worker now, in $/h; None when the price it needs is unknown."""
-    state = billing_state(status, instance)
+    state = billing_state(status, instance.actual_status)
     if state == UNBILLED:
         return 0.0
     field = "price_dollars_per_hour" if state == COMPUTE else "storage_price_dollars_per_hour"

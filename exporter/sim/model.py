@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..parsing import Instance
 from ..pricing import billing_state
 from .billing import SimulatedBilling, WorkerBill
 
@@ -330,7 +329,7 @@ class Simulation:
 
     def _instance(self, w: _Worker) -> dict[str, Any]:
         g = w.group
-        storage = round(g.disk_gb * 0.00011 + 0.001, 6)  # $/h for the instance's disk
+        storage = _storage_cost(g)
         ram_gb = 32.0 * g.num_gpus
         return {
             "id": w.id,
@@ -380,15 +379,14 @@ class Simulation:
 
     def _bill(self, w: _Worker) -> WorkerBill:
         status = w.group.ready_label if w.state == "ready" else w.state
-        instance = self._instance(w)
-        state = billing_state(status, _billing_instance(instance["actual_status"]))
+        state = billing_state(status, _ACTUAL_STATUS[w.state])
         return WorkerBill(
             w.id,
             w.group.endpoint_id,
             w.group.id,
             state,
             w.dph_total,
-            instance["storage_total_cost"],
+            _storage_cost(w.group),
         )
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -678,9 +676,9 @@ class Simulation:
         return d
 
 
-def _billing_instance(actual_status: str) -> Instance:
-    """Just enough of an Instance for pricing.billing_state to read its actual_status."""
-    return Instance("", "", "", "", "", actual_status, {})
+def _storage_cost(g: _GroupSpec) -> float:
+    """$/h for the disk of one of the group's instances (storage_total_cost)."""
+    return round(g.disk_gb * 0.00011 + 0.001, 6)
 
 
 def demo_targets() -> list[DemoTarget]:
