@@ -381,10 +381,6 @@ class Instance:
     actual_status: str  # lower-cased; "" when null
     values: dict[str, float]  # INSTANCE_FIELDS metric suffix -> value
 
-    @property
-    def dollars_per_hour(self) -> float | None:
-        return self.values.get("price_dollars_per_hour")
-
 
 @dataclass(frozen=True, slots=True)
 class InstancePage:
