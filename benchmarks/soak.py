@@ -35,7 +35,7 @@ from common import (
     running_exporter,
 )
 
-from tests.fakevast import FAILURES, failure  # common.py puts the repository on sys.path
+from tests.fakevast import FAILURES, failure, workers  # common.py puts the repository on sys.path
 
 FAULT_SHARE = 0.33
 CHURN_SHARE = 0.10
@@ -62,7 +62,7 @@ def churning_target(rng: random.Random, ids: itertools.count, size: int) -> Call
         for index in rng.sample(range(size), max(1, int(size * CHURN_SHARE))):
             current[index] = next(ids)
         now = time.time()
-        return Behaviour(workers=[realistic_worker(rng, worker_id, now) for worker_id in current])
+        return workers(*(realistic_worker(rng, worker_id, now) for worker_id in current))
 
     return answer
 

@@ -1,8 +1,10 @@
-"""A fake Vast worker-list API for the tests: a real aiohttp server on 127.0.0.1.
+"""The tests' Vast API: the simulator's HTTP layer (exporter.sim.api) over a scripted account.
 
-Each target answers with a programmable Behaviour: workers in either shape the real API uses, or
-one of the failure forms seen in practice (401, 404, 429 with or without Retry-After, 5xx,
-`error_msg` with 200, plain-text 400, HTML, truncated JSON, a hang, a dropped connection).
+Each target answers with a scripted `Reply`: workers in either shape the real API uses, or one of
+the failure forms seen in practice (401, 404, 429 with or without Retry-After, 5xx, `error_msg`
+with 200, plain-text 400, HTML, truncated JSON, a hang, a dropped connection). Everything else
+(the key check, unknown ids, the account reads, the instance list's paging, the charges' day
+range and tokens, v0's 410) is the simulator's own code, so the demo and the tests meet one fake.
 Every request is recorded so tests can check where the key travelled.
 """
 
@@ -11,54 +13,46 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from exporter.sim import instance_list
+from exporter.sim import Reply, create_app, instance_list, paths
+from exporter.sim.billing import DAY, charges_answer
 
-ENDPOINT_PATH = "/get_endpoint_workers/"
-ENDPTJOBS_PATH = "/api/v0/endptjobs/"
-WORKERGROUPS_PATH = "/api/v0/workergroups/"
-AUTOJOBS_PATH = "/api/v0/autojobs/"
-INSTANCES_PATH = instance_list.PATH
-INSTANCES_V0_PATH = instance_list.V0_PATH
-USER_PATH = "/api/v0/users/current/"
-CHARGES_PATH = "/api/v0/charges/"
+ENDPOINT_PATH = paths.ENDPOINT_WORKERS
+ENDPTJOBS_PATH = paths.ENDPTJOBS
+WORKERGROUPS_PATH = paths.WORKERGROUPS
+AUTOJOBS_PATH = paths.AUTOJOBS
+INSTANCES_PATH = paths.INSTANCES
+INSTANCES_V0_PATH = paths.INSTANCES_V0
+USER_PATH = paths.USER
+CHARGES_PATH = paths.CHARGES
+AUTOGROUP_PATH = paths.AUTOGROUP_WORKERS
+WORKERGROUP_PATH = paths.WORKERGROUP_WORKERS
+USER_ID = 42
 USER_EMAIL = "someone@example.com"
 USER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser someone@laptop"
-AUTOGROUP_PATH = "/get_autogroup_workers/"
-WORKERGROUP_PATH = "/get_workergroup_workers/"
+
+Behaviour = Reply  # what a target answers: a Reply, or a function returning one per request
 
 
-@dataclass
-class Behaviour:
-    """One answer: workers (`shape` "list" or "object") or a raw status/body, maybe delayed."""
-
-    workers: list[dict[str, Any]] | None = None
-    shape: str = "list"
-    status: int = 200
-    body: bytes | str | dict[str, Any] | list[Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    hang_up: bool = False
-    chunked: bool = False  # stream the body in pieces, with no Content-Length
-
-
-def workers(*items: dict[str, Any], shape: str = "list") -> Behaviour:
-    return Behaviour(workers=list(items), shape=shape)
+def workers(*items: dict[str, Any], shape: str = "list") -> Reply:
+    """A worker list, bare (`list`) or in the documented {"workers": [...]} shape (`object`)."""
+    return Reply(body={"workers": list(items)} if shape == "object" else list(items))
 
 
 def failure(
     status: int, body: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
-) -> Behaviour:
-    return Behaviour(status=status, body=body, headers=headers or {}, **kwargs)
+) -> Reply:
+    return Reply(status=status, body=body, headers=headers or {}, **kwargs)
 
 
 # Every failure form the real API has been seen to produce, and the reason each must get.
-FAILURES: dict[str, tuple[Behaviour, str]] = {
+FAILURES: dict[str, tuple[Reply, str]] = {
     "401": (failure(401, "Unauthorized"), "auth"),
     "403": (failure(403, {"success": False, "error": "forbidden", "msg": "no scope"}), "auth"),
     "404": (failure(404, "Not Found"), "not_found"),
@@ -81,7 +75,7 @@ FAILURES: dict[str, tuple[Behaviour, str]] = {
         "auth",
     ),
     "string-json-400-not-found": (failure(400, b'"workergroup 12 not found"'), "not_found"),
-    "hang-up": (Behaviour(hang_up=True), "connection"),
+    "hang-up": (Reply(hang_up=True), "connection"),
 }
 
 
@@ -94,12 +88,29 @@ class Request:
     query: str = ""
 
 
-class FakeVast:
-    """The fake API. Targets default to HTTP 400 plain text, like an unknown endpoint on Vast."""
+Script = Reply | Callable[[], Reply]
 
-    def __init__(self, api_key: str, group_paths: tuple[str, ...] = (AUTOGROUP_PATH,)) -> None:
+
+class FakeVast:
+    """The simulated API over a scripted account (an `exporter.sim.Account`).
+
+    A target answers what `set` scripted for it; an unscripted one answers as Vast answers an id
+    it does not know. The account lists no endpoints until `set_account`, no instances until
+    `set_instances`, and today's charges from `charge_nodes`; `listings` scripts any account
+    read by path. `group_paths` and `listing_paths` say which calls exist (others: 404), as
+    Vast's calls have been renamed over time."""
+
+    user_id = USER_ID
+
+    def __init__(
+        self,
+        api_key: str,
+        group_paths: tuple[str, ...] = (AUTOGROUP_PATH,),
+    ) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
+        # Vast's limits (instance_list.RateLimit) by path: none unless a test sets one.
+        self.rate_limits: dict[str, instance_list.RateLimit] = {}
         self.listing_paths = (
             ENDPTJOBS_PATH,
             WORKERGROUPS_PATH,
@@ -108,35 +119,38 @@ class FakeVast:
             USER_PATH,
             CHARGES_PATH,
         )
-        # Account listing answers by path; an account without endpoints, as Vast answers it.
-        self.listings: dict[str, Behaviour | Callable[[], Behaviour]] = {
-            ENDPTJOBS_PATH: failure(400, "No endpoints for user 42 found."),
-            WORKERGROUPS_PATH: failure(200, {"success": True, "results": []}),
-            AUTOJOBS_PATH: failure(200, {"success": True, "results": []}),
-            INSTANCES_V0_PATH: failure(410, instance_list.V0_GONE),
-            USER_PATH: failure(200, user_record(credit=120.5, balance=-3.25)),
-        }
-        # Today's charges, page by page (tree format), as show_charges.yaml documents them;
-        # `charges_refusal` answers instead, e.g. 403 for a key without billing permission.
-        self.charge_pages: list[list[dict[str, Any]]] = [[]]
-        self.charges_refusal: Behaviour | None = None
-        # The v1 instance list: records answered as Vast pages and filters them; optionally
-        # its one-request-a-second limit, and a failure instead of the Nth request.
+        self.listings: dict[str, Script] = {}
+        self.endpoint_records: list[dict[str, Any]] = []
+        self.group_records: list[dict[str, Any]] = []
+        self.user_answer = user_record(credit=120.5, balance=-3.25)
+        # Today's charges (tree format), as show_charges.yaml documents them; the simulator
+        # pages them `charges_page_size` nodes at a time; `charges_refusal` answers instead.
+        self.charge_nodes: list[dict[str, Any]] = []
+        self.charges_page_size = 500
+        self.charges_refusal: Reply | None = None
+        # The v1 instance list, paged and filtered by the simulator; a failure instead of the
+        # Nth request (counting from 1).
         self.instance_records: list[dict[str, Any]] = []
-        self.instances_rate: instance_list.RateLimit | None = None
-        self.instance_faults: dict[int, Behaviour] = {}
-        self.behaviours: dict[tuple[str, int], Behaviour | Callable[[], Behaviour]] = {}
+        self.instance_faults: dict[int, Reply] = {}
+        self.behaviours: dict[tuple[str, int], Script] = {}
         self.requests: list[Request] = []
         self.url = ""
         self.in_flight = 0
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
 
-    def set(
-        self, kind: str, target_id: int, behaviour: Behaviour | Callable[[], Behaviour]
-    ) -> None:
-        """What a target answers: one Behaviour, or a function called for every request."""
+    # ----- scripting ------------------------------------------------------------------------
+
+    def set(self, kind: str, target_id: int, behaviour: Script) -> None:
+        """What a target answers: one Reply, or a function called for every request."""
         self.behaviours[(kind, target_id)] = behaviour
+
+    def set_account(self, endpoints: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+        """The account's endpoints and worker groups (with their api_key secrets)."""
+        self.endpoint_records, self.group_records = endpoints, groups
+
+    def set_instances(self, instances: list[dict[str, Any]]) -> None:
+        self.instance_records = instances
 
     def requests_for(self, path: str, target_id: int | None = None) -> list[Request]:
         return [
@@ -145,20 +159,52 @@ class FakeVast:
             if r.path == path and (target_id is None or json.loads(r.body).get("id") == target_id)
         ]
 
+    # ----- the Account the simulator's HTTP layer answers from -------------------------------
+
+    def reply(self, path: str, ident: int | None) -> Reply | None:
+        if ident is not None:
+            kind = "endpoint" if path == ENDPOINT_PATH else "worker_group"
+            return _resolve(self.behaviours.get((kind, ident)))
+        if path == CHARGES_PATH:
+            return self.charges_refusal
+        if path == INSTANCES_PATH:
+            return self.instance_faults.get(len(self.requests_for(INSTANCES_PATH)))
+        return _resolve(self.listings.get(path))
+
+    def endpoint_workers(self, endpoint_id: int) -> list[dict[str, Any]] | None:
+        return None  # only scripted targets exist
+
+    def group_workers(self, group_id: int) -> list[dict[str, Any]] | None:
+        return None
+
+    def group_endpoint(self, group_id: int) -> int:
+        return 0
+
+    def not_ready(self, endpoint_id: int) -> str | None:
+        return None
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return self.endpoint_records
+
+    def worker_groups(self) -> list[dict[str, Any]]:
+        return self.group_records
+
+    def instances(self) -> list[dict[str, Any]]:
+        return [r for r in self.instance_records if isinstance(r.get("id"), int)]
+
+    def user(self) -> dict[str, Any]:
+        return self.user_answer
+
+    def charges(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        today = int(time.time() // DAY * DAY)
+        return charges_answer(lambda _: self.charge_nodes, today, query, self.charges_page_size)
+
+    # ----- serving --------------------------------------------------------------------------
+
     async def start(self) -> FakeVast:
-        app = web.Application()
-        app.router.add_post(ENDPOINT_PATH, self._handle)
-        app.router.add_post(AUTOGROUP_PATH, self._handle)
-        app.router.add_post(WORKERGROUP_PATH, self._handle)
-        for path in (
-            ENDPTJOBS_PATH,
-            WORKERGROUPS_PATH,
-            AUTOJOBS_PATH,
-            USER_PATH,
-            CHARGES_PATH,
-            *instance_list_paths(),
-        ):
-            app.router.add_get(path, self._handle)
+        app = create_app(
+            self, self.api_key, rate_limits=self.rate_limits, middlewares=[self._middleware]
+        )
         # Handlers still waiting out a `delay` at the end of a test are cancelled, not waited for.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.01)
         await self._runner.setup()
@@ -172,145 +218,32 @@ class FakeVast:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            return await self._route(request)
-        finally:
-            self.in_flight -= 1
-
-    async def _route(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Record the request, count it in flight, and 404 the calls that do not exist."""
         self.requests.append(
             Request(
                 request.path,
                 dict(request.headers),
-                body,
+                await request.read(),
                 asyncio.get_running_loop().time(),
                 request.query_string,
             )
         )
-        listing = request.method == "GET"
         if request.path not in (ENDPOINT_PATH, *self.group_paths, *self.listing_paths):
             return web.Response(status=404, text="404: Not Found")
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return web.Response(status=401, text="Unauthorized: invalid api_key")
-        if listing:
-            return await self._listing(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            target_id = int(json.loads(body)["id"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error_msg": "missing id"}, status=400)
-        kind = "endpoint" if request.path == ENDPOINT_PATH else "worker_group"
-        behaviour = self.behaviours.get((kind, target_id))
-        if behaviour is None:
-            return web.Response(status=400, text=f"endpoint {target_id} not found")
-        if callable(behaviour):
-            behaviour = behaviour()
-        return await self._answer(request, behaviour)
-
-    async def _stream(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
-        data = json.dumps(behaviour.body).encode()
-        response = web.StreamResponse(status=behaviour.status)
-        response.content_type = "application/json"
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for start in range(0, len(data), 4096):
-            await response.write(data[start : start + 4096])
-        await response.write_eof()
-        return response
-
-    def set_account(self, endpoints: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
-        """Listing answers for these endpoints and worker groups (with their api_key secrets)."""
-        self.listings[ENDPTJOBS_PATH] = failure(200, {"success": True, "results": endpoints})
-        groups_answer = failure(200, {"success": True, "results": groups})
-        self.listings[WORKERGROUPS_PATH] = self.listings[AUTOJOBS_PATH] = groups_answer
-
-    def set_instances(self, instances: list[dict[str, Any]]) -> None:
-        self.instance_records = instances
-
-    async def _listing(self, request: web.Request) -> web.StreamResponse:
-        if request.path == INSTANCES_PATH:
-            return await self._instances(request)
-        if request.path == CHARGES_PATH:
-            return await self._charges(request)
-        behaviour = self.listings[request.path]
-        if callable(behaviour):
-            behaviour = behaviour()
-        return await self._answer(request, behaviour)
-
-    async def _instances(self, request: web.Request) -> web.StreamResponse:
-        ordinal = len(self.requests_for(INSTANCES_PATH))
-        fault = self.instance_faults.get(ordinal)
-        if fault is not None:
-            return await self._answer(request, fault)
-        if self.instances_rate is not None and not self.instances_rate.allows(self.api_key):
-            return web.Response(status=429, text=instance_list.TOO_FAST)
-        records = [r for r in self.instance_records if isinstance(r.get("id"), int)]
-        status, body = instance_list.answer(records, request.query)
-        return web.json_response(body, status=status)
-
-    async def _charges(self, request: web.Request) -> web.StreamResponse:
-        if self.charges_refusal is not None:
-            return await self._answer(request, self.charges_refusal)
-        try:
-            day = json.loads(request.query["select_filters"])["day"]
-            int(day["gte"]), int(day["lte"])
-        except (KeyError, ValueError, TypeError):
-            message = "Must provide both 'day' gte and lte filters for instance charges"
-            return web.json_response({"success": False, "msg": message}, status=400)
-        token = request.query.get("after_token")
-        index = 0
-        if token is not None:
-            number = token.removeprefix("page-")
-            index = int(number) if token.startswith("page-") and number.isdigit() else -1
-        if not 0 <= index < len(self.charge_pages):
-            body = {"success": False, "error": "invalid_token", "msg": "Invalid pagination token"}
-            return web.json_response(body, status=400)
-        more = index + 1 < len(self.charge_pages)
-        page = self.charge_pages[index]
-        return web.json_response(
-            {
-                "success": True,
-                "count": len(page),
-                "total": sum(map(len, self.charge_pages)),
-                "next_token": f"page-{index + 1}" if more else None,
-                "results": page,
-            }
-        )
-
-    async def _answer(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay)
-        if behaviour.hang_up:
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=500)
-        if behaviour.workers is not None:
-            payload: Any = behaviour.workers
-            if behaviour.shape == "object":
-                payload = {"workers": behaviour.workers}
-            return web.json_response(payload, status=behaviour.status)
-        body = behaviour.body
-        if behaviour.chunked:
-            return await self._stream(request, behaviour)
-        if isinstance(body, dict | list):
-            return web.json_response(body, status=behaviour.status, headers=behaviour.headers)
-        if isinstance(body, str):
-            body = body.encode()
-        body = body or b""
-        kinds = {b"<": "text/html", b"[": "application/json", b"{": "application/json"}
-        return web.Response(
-            status=behaviour.status,
-            body=body,
-            headers=behaviour.headers,
-            content_type=kinds.get(body[:1], "text/plain"),
-        )
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
 
-def instance_list_paths() -> tuple[str, str]:
-    return (INSTANCES_PATH, INSTANCES_V0_PATH)
+def _resolve(script: Script | None) -> Reply | None:
+    return script() if callable(script) else script
 
 
 def worker(worker_id: Any, **fields: Any) -> dict[str, Any]:

@@ -50,9 +50,8 @@ def billing_config(fake: FakeVast) -> dict:
     return config
 
 
-def serverless_tree() -> list[list[dict]]:
-    """Two pages: endpoint 10 (groups 20 and 21) and endpoint 11 on the first, an instance and
-    a volume on the second."""
+def serverless_tree() -> list[dict]:
+    """Endpoint 10 (groups 20 and 21) and endpoint 11, then an instance and a volume."""
     ep10 = wrapper(
         "endpoint-10",
         [
@@ -71,10 +70,8 @@ def serverless_tree() -> list[list[dict]]:
         "endpoint-11",
         [wrapper("workergroup-31", [contract("instance", 601, gpu=0.5)], endpoint_id=11)],
     )
-    return [
-        [ep10, ep11],
-        [contract("instance", 700, gpu=4.0, disk=0.5), contract("volume", 9, disk=0.75)],
-    ]
+    others = [contract("instance", 700, gpu=4.0, disk=0.5), contract("volume", 9, disk=0.75)]
+    return [ep10, ep11, *others]
 
 
 async def test_credit_and_charges_per_endpoint_group_and_type(
@@ -83,7 +80,8 @@ async def test_credit_and_charges_per_endpoint_group_and_type(
     caplog.set_level(logging.DEBUG)
     fake_vast.set("endpoint", 10, workers(worker(501)))
     fake_vast.set("worker_group", 20, workers(worker(501)))
-    fake_vast.charge_pages = serverless_tree()
+    fake_vast.charge_nodes = serverless_tree()
+    fake_vast.charges_page_size = 2  # two pages
     before = time.time()
     exporter = await run_exporter(billing_config(fake_vast))
     samples = await exporter.wait_for_metrics(
@@ -114,7 +112,8 @@ async def test_credit_and_charges_per_endpoint_group_and_type(
     assert value(samples, "vastai_target_up", kind="billing") == 1
     # Paged to the end, the day range in UTC, tree format.
     queries = [dict(parse_qsl(r.query)) for r in fake_vast.requests if r.path == CHARGES_PATH]
-    assert [q.get("after_token") for q in queries] == [None, "page-1"]
+    tokens = [q.get("after_token") for q in queries]
+    assert len(tokens) == 2 and tokens[0] is None and tokens[1], tokens
     day = json.loads(queries[0]["select_filters"])["day"]
     assert day["gte"] % 86400 == 0 and day["gte"] <= before < day["gte"] + 86400
     assert day["gte"] <= day["lte"] <= time.time()

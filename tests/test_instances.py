@@ -120,7 +120,7 @@ async def test_pages_are_followed_to_the_end_and_spaced(fake_vast: FakeVast, run
     ids = list(range(1000, 1060))  # 60 workers: pages of 25, 25 and 10
     fake_vast.set("endpoint", 10, workers(*(worker(i) for i in ids)))
     fake_vast.set_instances([instance(i, "RTX 4090", 0.3) for i in ids])
-    fake_vast.instances_rate = instance_list.RateLimit(1.0)  # Vast's 1 s; faster calls: 429
+    fake_vast.rate_limits[INSTANCES_PATH] = instance_list.RateLimit()  # 1 s; faster calls: 429
     exporter = await run_exporter(instances_config(fake_vast, interval="1m"))
     samples = await exporter.wait_for_metrics(
         lambda s: len(by_worker(s, "vastai_worker_instance_info")) == 60, timeout=10

@@ -19,8 +19,8 @@ from .fakevast import (
     ENDPOINT_PATH,
     ENDPTJOBS_PATH,
     WORKERGROUPS_PATH,
-    Behaviour,
     FakeVast,
+    Reply,
     endpoint,
     failure,
     rotating,
@@ -206,11 +206,12 @@ async def test_every_request_is_counted_by_host_route_and_code(
 ) -> None:
     fake_vast.set("endpoint", 10, rotating([workers(worker(1)), failure(429, "slow down")]))
     fake_vast.set("worker_group", 20, workers(worker(2)))
+    fake_vast.set("worker_group", 21, failure(400, "workergroup 21 not found"))
     fake_vast.set_account([endpoint(10, "a")], [])
     config = fast_config(
         fake_vast.url,
         endpoints=[{"id": 10}],
-        worker_groups=[{"id": 20}, {"id": 21}],  # 21 is unknown: HTTP 400
+        worker_groups=[{"id": 20}, {"id": 21}],
         discovery={"enabled": True, "interval": "1m"},
     )
     config["vast"]["console_url"] = fake_vast.url
@@ -245,7 +246,7 @@ async def test_every_request_is_counted_by_host_route_and_code(
 async def test_timeouts_and_refused_connections_are_counted_without_a_code(
     fake_vast: FakeVast, run_exporter
 ) -> None:
-    fake_vast.set("endpoint", 10, Behaviour(workers=[], delay=3.0))
+    fake_vast.set("endpoint", 10, Reply(body=[], delay=3.0))
     config = fast_config(fake_vast.url, endpoints=[{"id": 10}], worker_groups=[{"id": 20}])
     config["vast"]["timeout"] = "200ms"
     config["vast"]["console_url"] = "http://127.0.0.1:9"  # nothing listens there

@@ -1,13 +1,14 @@
 """A believable simulated Vast.ai serverless API, for ``--demo`` and ``vastai-exporter simulate``.
 
 `model`: the seeded, clock-driven simulation (endpoints, worker groups, workers going through
-their lifecycles, load, GPU telemetry, money in `billing`). `api`: its HTTP answers, shaped as
-Vast documents them (`instance_list` holds the v1 instance list's paging and limits, shared with
-the tests' fake). `command`: the `simulate` subcommand. Only ``--demo`` and ``simulate`` import
-this package.
+their lifecycles, load, GPU telemetry, money in `billing`). `api`: the HTTP answers, shaped as
+Vast documents them (`instance_list`: the v1 instance list's paging and limits; `paths`: the
+calls), from any `Account`: the simulation, or the tests' scripted one; `reply`: the scripted
+answers (every error form) that the fault-injection hook sends. `command`: the `simulate`
+subcommand. Only ``--demo``, ``simulate`` and the tests import this package.
 """
 
-from .api import create_app, start_simulator
+from .api import Account, create_app, start_simulator
 from .command import run_simulator
 from .model import (
     FLAKY_GROUP_ID,
@@ -16,10 +17,10 @@ from .model import (
     OBJECT_SHAPE_GROUP_ID,
     SPARE_GROUP_ID,
     DemoTarget,
-    Fault,
     Simulation,
     demo_targets,
 )
+from .reply import Reply
 
 __all__ = [
     "FLAKY_GROUP_ID",
@@ -27,8 +28,9 @@ __all__ = [
     "FRESH_SECONDS",
     "OBJECT_SHAPE_GROUP_ID",
     "SPARE_GROUP_ID",
+    "Account",
     "DemoTarget",
-    "Fault",
+    "Reply",
     "Simulation",
     "create_app",
     "demo_targets",

@@ -1,26 +1,55 @@
 """The simulated API over HTTP: run.vast.ai's worker lists and console.vast.ai's account reads.
 
 It answers as Vast documents (the OpenAPI in vast-ai/docs): bare-string errors with HTTP 200,
-`{"error_msg"}` while an endpoint is not ready, the v1 instance list paged and rate-limited, v0
-gone (410), charges in tree format. It is read-only: ``/route/`` and ``/update_workers/`` are
-deliberately absent.
+`{"error_msg"}` while an endpoint is not ready, an account without endpoints as HTTP 400, the v1
+instance list paged and rate-limited, v0 gone (410), charges in tree format. It is read-only:
+``/route/`` and ``/update_workers/`` are deliberately absent.
+
+What it answers from is an `Account`: the `Simulation` for ``--demo`` and ``simulate``, or a
+test's scripted account. Either may replace any answer with a `Reply` (the fault-injection hook),
+so one HTTP layer serves the demo and every test.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import instance_list
+from . import instance_list, paths
 from .model import OBJECT_SHAPE_GROUP_ID, Simulation
+from .reply import Reply, send
 
-_SIM_KEY = web.AppKey("simulation", Simulation)
+
+class Account(Protocol):
+    """What the simulated API answers from."""
+
+    user_id: int
+
+    def reply(self, path: str, ident: int | None) -> Reply | None:
+        """An answer that replaces the normal one: for a worker list (`ident` its id, checked
+        after the key), or for an account read (`ident` None, before the key is checked)."""
+
+    def endpoint_workers(self, endpoint_id: int) -> list[dict[str, Any]] | None: ...
+    def group_workers(self, group_id: int) -> list[dict[str, Any]] | None: ...
+    def group_endpoint(self, group_id: int) -> int: ...
+    def not_ready(self, endpoint_id: int) -> str | None: ...
+    def endpoints(self) -> list[dict[str, Any]]: ...
+    def worker_groups(self) -> list[dict[str, Any]]: ...
+    def instances(self) -> list[dict[str, Any]]: ...
+    def user(self) -> dict[str, Any]: ...
+    def charges(self, query: Mapping[str, str]) -> tuple[int, Any]: ...
+
+
+_ACCOUNT_KEY = web.AppKey("account", object)  # an Account
 _API_KEY = web.AppKey("api_key", object)  # str | None
-_RATE_KEY = web.AppKey("instances_rate_limit", instance_list.RateLimit)
-_CHARGES_RATE_KEY = web.AppKey("charges_rate_limit", instance_list.RateLimit)
+_LIMITS_KEY = web.AppKey("rate_limits", dict)  # path -> instance_list.RateLimit
+
+
+def _account(request: web.Request) -> Account:
+    return request.app[_ACCOUNT_KEY]  # type: ignore[return-value]
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -45,6 +74,12 @@ def _unauthorized() -> web.Response:
     return _text(401, "401 Unauthorized: missing or invalid API key")
 
 
+def _too_fast(request: web.Request, key: str) -> bool:
+    """Whether this call breaks its path's limit of one request a second per key."""
+    limit = request.app[_LIMITS_KEY].get(request.path)
+    return limit is not None and not limit.allows(key)
+
+
 async def _read_id(request: web.Request) -> int | web.Response:
     """Authenticate a worker-list call and return the requested id, or the error response."""
     try:
@@ -66,118 +101,139 @@ async def _read_id(request: web.Request) -> int | web.Response:
     return ident
 
 
-def _refusal(
-    what: str, ident: int, known: bool, not_ready: Callable[[], str | None]
-) -> web.Response | None:
+def _refusal(what: str, ident: int, known: bool, not_ready: Callable[[], str | None]) -> Any:
     """What Vast answers instead of a worker list, if anything: for an unknown id, HTTP 200 whose
     body is a bare JSON string (get_endpoint_workers.yaml and get_autogroup_workers.yaml show
     it); while the endpoint cannot be listed yet, HTTP 200 `{"error_msg": ...}`."""
     if not known:
-        message = f"authenticate_{what}_apikey: invalid api_key or {what} {ident} not found"
-        return web.json_response(message)
+        return f"authenticate_{what}_apikey: invalid api_key or {what} {ident} not found"
     pending = not_ready()
-    return None if pending is None else web.json_response({"error_msg": pending})
+    return None if pending is None else {"error_msg": pending}
 
 
-async def _endpoint_workers(request: web.Request) -> web.Response:
+async def _endpoint_workers(request: web.Request) -> web.StreamResponse:
     ident = await _read_id(request)
     if isinstance(ident, web.Response):
         return ident
-    sim = request.app[_SIM_KEY]
-    workers = sim.endpoint_workers(ident)
-    refusal = _refusal("endpoint", ident, workers is not None, lambda: sim.not_ready(ident))
-    return refusal or web.json_response(workers)
+    account = _account(request)
+    scripted = account.reply(request.path, ident)
+    if scripted is not None:
+        return await send(request, scripted)
+    workers = account.endpoint_workers(ident)
+    refusal = _refusal("endpoint", ident, workers is not None, lambda: account.not_ready(ident))
+    return web.json_response(workers if refusal is None else refusal)
 
 
-async def _group_workers(request: web.Request) -> web.Response:
+async def _group_workers(request: web.Request) -> web.StreamResponse:
     ident = await _read_id(request)
     if isinstance(ident, web.Response):
         return ident
-    sim = request.app[_SIM_KEY]
-    workers = sim.group_workers(ident)
+    account = _account(request)
+    scripted = account.reply(request.path, ident)
+    if scripted is not None:
+        return await send(request, scripted)
+    workers = account.group_workers(ident)
     refusal = _refusal(
-        "workergroup", ident, workers is not None, lambda: sim.not_ready(sim.group_endpoint(ident))
+        "workergroup",
+        ident,
+        workers is not None,
+        lambda: account.not_ready(account.group_endpoint(ident)),
     )
     if refusal is not None:
-        return refusal
-    fault = sim.group_fault(ident)
-    if fault is None:
-        shaped = {"workers": workers} if ident == OBJECT_SHAPE_GROUP_ID else workers
-        return web.json_response(shaped)
-    if fault.payload is not None:
-        return web.json_response(fault.payload, status=fault.status)
-    return _text(fault.status, fault.text or "")
+        return web.json_response(refusal)
+    # The documented {"workers": [...]} shape, from one group; the others answer a bare list.
+    return web.json_response({"workers": workers} if ident == OBJECT_SHAPE_GROUP_ID else workers)
 
 
-def _listing(results: Callable[[Simulation], list[dict[str, Any]]]) -> Any:
-    """A GET handler for a console listing; bearer key required, as on console.vast.ai."""
+def _account_read(
+    answer: Callable[[Account, web.Request], web.StreamResponse],
+) -> Callable[[web.Request], Any]:
+    """A GET handler for a console read: bearer key required, as on console.vast.ai; then the
+    account's scripted reply if it has one, else `answer`."""
 
-    async def handler(request: web.Request) -> web.Response:
-        if not _authorized(request, _bearer(request)):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        key = _bearer(request)
+        if not _authorized(request, key):
             return _unauthorized()
-        return web.json_response({"success": True, "results": results(request.app[_SIM_KEY])})
+        account = _account(request)
+        scripted = account.reply(request.path, None)
+        if scripted is not None:
+            return await send(request, scripted)
+        if _too_fast(request, key):
+            return _text(429, instance_list.TOO_FAST)
+        return answer(account, request)
 
     return handler
 
 
-async def _instances_v1(request: web.Request) -> web.Response:
-    """GET /api/v1/instances/: paged, filtered, one request a second per key."""
-    key = _bearer(request)
-    if not _authorized(request, key):
-        return _unauthorized()
-    if not request.app[_RATE_KEY].allows(key):
-        return _text(429, instance_list.TOO_FAST)
-    status, body = instance_list.answer(request.app[_SIM_KEY].instances(), request.query)
+def _endpoints(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/endptjobs/; an account without endpoints is HTTP 400 (see vast-api.md)."""
+    results = account.endpoints()
+    if not results:
+        return _text(400, f"No endpoints for user {account.user_id} found.")
+    return web.json_response({"success": True, "results": results})
+
+
+def _groups(account: Account, request: web.Request) -> web.StreamResponse:
+    return web.json_response({"success": True, "results": account.worker_groups()})
+
+
+def _instances_v1(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/instances/: paged and filtered (see instance_list)."""
+    status, body = instance_list.answer(account.instances(), request.query)
     return web.json_response(body, status=status)
 
 
-async def _user(request: web.Request) -> web.Response:
-    if not _authorized(request, _bearer(request)):
-        return _unauthorized()
-    return web.json_response(request.app[_SIM_KEY].user())
+def _instances_v0(account: Account, request: web.Request) -> web.StreamResponse:
+    """The retired v0 list: HTTP 410 deprecated_endpoint."""
+    return web.json_response(instance_list.V0_GONE, status=410)
 
 
-async def _charges(request: web.Request) -> web.Response:
-    """GET /api/v0/charges/: 403 without a key (show_charges.yaml), one request a second."""
-    key = _bearer(request)
-    if not key:
+def _user(account: Account, request: web.Request) -> web.StreamResponse:
+    return web.json_response(account.user())
+
+
+def _charges(account: Account, request: web.Request) -> web.StreamResponse:
+    status, body = account.charges(request.query)
+    return web.json_response(body, status=status)
+
+
+async def _charges_or_login(request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/charges/: 403 without a key (show_charges.yaml)."""
+    if not _bearer(request):
         return web.json_response(
             {"success": False, "error": "auth_error", "msg": "This action requires login."},
             status=403,
         )
-    if not _authorized(request, key):
-        return _unauthorized()
-    if not request.app[_CHARGES_RATE_KEY].allows(key):
-        return _text(429, instance_list.TOO_FAST)
-    status, body = request.app[_SIM_KEY].charges(request.query)
-    return web.json_response(body, status=status)
+    return await _account_read(_charges)(request)
 
 
-async def _instances_v0(request: web.Request) -> web.Response:
-    """The retired v0 list: HTTP 410 deprecated_endpoint."""
-    if not _authorized(request, _bearer(request)):
-        return _unauthorized()
-    return web.json_response(instance_list.V0_GONE, status=410)
-
-
-def create_app(sim: Simulation, api_key: str | None = None) -> web.Application:
-    """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted."""
-    app = web.Application()
-    app[_SIM_KEY] = sim
+def create_app(
+    account: Account,
+    api_key: str | None = None,
+    *,
+    rate_limits: dict[str, instance_list.RateLimit] | None = None,
+    middlewares: Iterable[Any] = (),
+) -> web.Application:
+    """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted.
+    `rate_limits` by path (read on every request): by default Vast's one request a second per
+    key on the instance list and the charges."""
+    app = web.Application(middlewares=list(middlewares))
+    app[_ACCOUNT_KEY] = account
     app[_API_KEY] = api_key
-    app.router.add_post("/get_endpoint_workers/", _endpoint_workers)
-    app.router.add_post("/get_autogroup_workers/", _group_workers)
-    app.router.add_post("/get_workergroup_workers/", _group_workers)
-    groups = _listing(Simulation.worker_groups)
-    app.router.add_get("/api/v0/endptjobs/", _listing(Simulation.endpoints))
-    app.router.add_get("/api/v0/workergroups/", groups)
-    app.router.add_get("/api/v0/autojobs/", groups)
-    app[_RATE_KEY] = instance_list.RateLimit()
-    app[_CHARGES_RATE_KEY] = instance_list.RateLimit()
-    app.router.add_get("/api/v0/users/current/", _user)
-    app.router.add_get("/api/v0/charges/", _charges)
-    app.router.add_get(instance_list.PATH, _instances_v1)
-    app.router.add_get(instance_list.V0_PATH, _instances_v0)
+    if rate_limits is None:
+        rate_limits = {path: instance_list.RateLimit() for path in (paths.INSTANCES, paths.CHARGES)}
+    app[_LIMITS_KEY] = rate_limits
+    app.router.add_post(paths.ENDPOINT_WORKERS, _endpoint_workers)
+    for path in paths.GROUP_WORKERS:
+        app.router.add_post(path, _group_workers)
+    app.router.add_get(paths.ENDPTJOBS, _account_read(_endpoints))
+    app.router.add_get(paths.WORKERGROUPS, _account_read(_groups))
+    app.router.add_get(paths.AUTOJOBS, _account_read(_groups))
+    app.router.add_get(paths.USER, _account_read(_user))
+    app.router.add_get(paths.CHARGES, _charges_or_login)
+    app.router.add_get(paths.INSTANCES, _account_read(_instances_v1))
+    app.router.add_get(paths.INSTANCES_V0, _account_read(_instances_v0))
     return app
 
 

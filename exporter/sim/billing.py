@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,48 +108,8 @@ class SimulatedBilling:
         }
 
     def charges(self, query: Mapping[str, str]) -> tuple[int, Any]:
-        """GET /api/v0/charges/: the day range is required; tree or table format; paged."""
-        try:
-            filters = json.loads(query.get("select_filters", "{}"))
-            day = filters["day"]
-            start, end = int(day["gte"]), int(day["lte"])
-            limit = min(MAX_PAGE, max(1, int(query.get("limit", "100"))))
-        except (ValueError, KeyError, TypeError):
-            return 400, {
-                "success": False,
-                "msg": "Must provide both 'day' gte and lte filters for instance charges",
-            }
-        wanted = (
-            filters.get("type", {}).get("in") if isinstance(filters.get("type"), dict) else None
-        )
-        today = self.day * DAY
-        nodes = [] if end < today or start > today + DAY else self._nodes(query.get("format"))
-        if wanted:
-            nodes = [n for n in nodes if n["type"] in wanted]
-        offset = 0
-        if "after_token" in query:
-            try:
-                offset = int(json.loads(base64.urlsafe_b64decode(query["after_token"]))["offset"])
-            except (ValueError, KeyError, TypeError):
-                return 400, {
-                    "success": False,
-                    "error": "invalid_token",
-                    "msg": "Invalid pagination token",
-                }
-        page = nodes[offset : offset + limit]
-        more = offset + limit < len(nodes)
-        token = (
-            base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()
-            if more
-            else None
-        )
-        return 200, {
-            "success": True,
-            "count": len(page),
-            "total": len(nodes),
-            "next_token": token,
-            "results": page,
-        }
+        """GET /api/v0/charges/ over today's contracts."""
+        return charges_answer(self._nodes, self.day * DAY, query)
 
     def _nodes(self, fmt: str | None) -> list[dict[str, Any]]:
         start = self.day * DAY
@@ -218,4 +178,54 @@ def _wrapper(
         "amount": round(sum(child["amount"] for child in children), 3),
         "metadata": metadata,
         "items": children,
+    }
+
+
+def charges_answer(
+    nodes: Callable[[str | None], list[dict[str, Any]]],
+    today: int,
+    query: Mapping[str, str],
+    page_size: int = MAX_PAGE,
+) -> tuple[int, Any]:
+    """(HTTP status, JSON body) of GET /api/v0/charges/ for a query string, over the charge
+    nodes of the UTC day starting at `today` in the format asked (`nodes(format)`), as
+    show_charges.yaml documents it: the day range is required (400 without it), `type` filters,
+    pages of at most `page_size` nodes with an opaque `after_token` (400 `invalid_token`)."""
+    try:
+        filters = json.loads(query.get("select_filters", "{}"))
+        day = filters["day"]
+        start, end = int(day["gte"]), int(day["lte"])
+        limit = min(page_size, max(1, int(query.get("limit", "100"))))
+    except (ValueError, KeyError, TypeError):
+        return 400, {
+            "success": False,
+            "msg": "Must provide both 'day' gte and lte filters for instance charges",
+        }
+    wanted = filters.get("type", {}).get("in") if isinstance(filters.get("type"), dict) else None
+    found = [] if end < today or start > today + DAY else nodes(query.get("format"))
+    if wanted:
+        found = [n for n in found if n["type"] in wanted]
+    offset = 0
+    if "after_token" in query:
+        try:
+            offset = int(json.loads(base64.urlsafe_b64decode(query["after_token"]))["offset"])
+        except (ValueError, KeyError, TypeError):
+            return 400, {
+                "success": False,
+                "error": "invalid_token",
+                "msg": "Invalid pagination token",
+            }
+    page = found[offset : offset + limit]
+    more = offset + limit < len(found)
+    token = (
+        base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()
+        if more
+        else None
+    )
+    return 200, {
+        "success": True,
+        "count": len(page),
+        "total": len(found),
+        "next_token": token,
+        "results": page,
     }

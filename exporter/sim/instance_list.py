@@ -1,6 +1,6 @@
 """Vast's v1 instance list, answered as vast-ai/docs show_instances.yaml documents it.
 
-Used by the simulator (and the tests' fake API) so that both page, filter and refuse exactly as
+Used by the simulator (and the tests) so that both page, filter and refuse exactly as
 the real call does: at most 25 instances a page (<= 0 means 5), keyset paging with an opaque
 `after_token` (an invalid one is 400 `invalid_token`), `select_cols` (unknown names come back
 null), `select_filters` with eq/neq/gt/gte/lt/lte/in/notin on stored columns (a computed column
@@ -17,8 +17,6 @@ from typing import Any
 
 from ..clock import loop_time
 
-PATH = "/api/v1/instances/"
-V0_PATH = "/api/v0/instances/"
 # What v0 answers since Vast retired it (as reported by users of several projects, mid-2026).
 V0_GONE = {
     "success": False,

@@ -23,6 +23,8 @@ from typing import Any
 
 from ..pricing import billing_state
 from .billing import SimulatedBilling, WorkerBill
+from .paths import GROUP_WORKERS
+from .reply import Reply
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +47,6 @@ class DemoTarget:
     id: int
     name: str  # endpoint name; "" for a worker group
     endpoint_id: int | None  # for worker groups: their endpoint; None for endpoints
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failure the flaky worker group answers with instead of its workers."""
-
-    status: int
-    text: str | None = None  # plain-text body
-    payload: dict[str, Any] | None = None  # JSON body
 
 
 @dataclass(frozen=True)
@@ -214,6 +207,8 @@ def _api_key_for(seed: int, kind: str, ident: int) -> str:
 class Simulation:
     """Seeded, clock-driven state of a small Vast.ai serverless account."""
 
+    user_id = USER_ID
+
     def __init__(
         self, seed: int = 1, clock: Callable[[], float] = time.time, flaky: bool = True
     ) -> None:
@@ -263,19 +258,20 @@ class Simulation:
             return None
         return f"authenticate_endpoint_apikey_by_id: endpoint {endpoint_id} has no workers yet"
 
-    def group_fault(self, group_id: int) -> Fault | None:
-        """Roll whether this request to a worker group fails; only the flaky group ever does."""
-        if not self.flaky or group_id != FLAKY_GROUP_ID:
+    def reply(self, path: str, ident: int | None) -> Reply | None:
+        """The answer that replaces this request's normal one, if any: only the flaky worker
+        group's requests ever fail, a quarter of them (the seed decides which)."""
+        if not self.flaky or path not in GROUP_WORKERS or ident != FLAKY_GROUP_ID:
             return None
         if self._fault_rng.random() >= _FAULT_RATE:
             return None
         self._faults += 1
         form = self._faults % 3
         if form == 0:
-            return Fault(500, text="500 Internal Server Error\n\nServer got itself in trouble")
+            return Reply(500, "500 Internal Server Error\n\nServer got itself in trouble")
         if form == 1:
-            return Fault(429, text="API requests too frequent, please slow down")
-        return Fault(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
+            return Reply(429, "API requests too frequent, please slow down")
+        return Reply(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
 
     def user(self) -> dict[str, Any]:
         """The account as GET /api/v0/users/current/ shows it: its credit falls as it spends."""

@@ -1,0 +1,19 @@
+"""The paths of Vast's API that the simulated API answers (vast-ai/docs OpenAPI, vast-cli).
+
+Worker lists are POSTed to run.vast.ai; account reads are GETs on console.vast.ai. The two worker
+group paths are the same call under its older (autogroup) and newer (workergroup) names.
+"""
+
+ENDPOINT_WORKERS = "/get_endpoint_workers/"
+AUTOGROUP_WORKERS = "/get_autogroup_workers/"
+WORKERGROUP_WORKERS = "/get_workergroup_workers/"
+GROUP_WORKERS = (AUTOGROUP_WORKERS, WORKERGROUP_WORKERS)
+WORKER_LISTS = (ENDPOINT_WORKERS, *GROUP_WORKERS)
+
+ENDPTJOBS = "/api/v0/endptjobs/"
+WORKERGROUPS = "/api/v0/workergroups/"
+AUTOJOBS = "/api/v0/autojobs/"  # the older name of /workergroups/
+USER = "/api/v0/users/current/"
+CHARGES = "/api/v0/charges/"
+INSTANCES = "/api/v1/instances/"
+INSTANCES_V0 = "/api/v0/instances/"  # retired: 410
