@@ -29,6 +29,12 @@ class RequestCounter:
         return tuple(sorted(self._counts.items()))
 
 
+# Tokens short of a whole one by float rounding only (0.05 s x 20/s can add up to
+# 0.9999999999999998): the wait for the rest would be shorter than the clock's resolution, a timer
+# due at once, and the acquire loop would spin without the clock moving.
+_EPSILON = 1e-9
+
+
 class TokenBucket:
     """At most `rate` requests a second on average, bursts of at most one second of tokens.
 
@@ -63,8 +69,8 @@ class TokenBucket:
         async with self._lock:
             while self._rate > 0:
                 self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 wait = (1 - self._tokens) / self._rate
                 with contextlib.suppress(TimeoutError):
