@@ -335,7 +335,8 @@ class Exporter:
             "targets": len(states),
             "targets_up": up,
             "targets_down": len(states) - up,
-            "workers": sum(len(state.workers) for state in states if state.up),
+            # An endpoint's workers are its groups' workers: each counted once.
+            "workers": len({w.id for state in states if state.up for w in state.workers}),
         }
         log.info("first poll round done", extra={"fields": fields})
 

@@ -72,7 +72,6 @@ ALLOWED_HEADERS = {
 WATCH_INTERVAL = 1.0  # seconds between two looks at the web config and the files it names
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; a longer password can never match
 MAX_WAITING_CHECKS = 16  # bcrypt checks queued at most; past that, 401 without checking
-HTTP_KEY = "http_server_config"
 REALM = 'Basic realm="vastai-exporter", charset="UTF-8"'
 AUTH_CACHE_SIZE = 256
 

@@ -87,6 +87,8 @@ async def test_credit_and_charges_per_endpoint_group_and_type(
     samples = await exporter.wait_for_metrics(
         lambda s: series(s, "vastai_account_credit_dollars") != {}, timeout=10
     )
+    # Worker 501 of endpoint 10 is worker 501 of its group 20: one worker.
+    assert (await exporter.wait_for_log("first poll round done")).endswith(" workers=1")
     assert value(samples, "vastai_account_credit_dollars") == 120.5
     assert value(samples, "vastai_account_balance_dollars") == -3.25
     ep = {"endpoint_id": "10", "endpoint_name": "chat"}
