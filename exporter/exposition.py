@@ -45,11 +45,19 @@ from .metrics import (
     INSTANCE_FAMILIES,
     INSTANCE_HELP,
     INSTANCE_STATUS_HELP,
+    ROW_DEPLOYMENT,
+    ROW_ENDPOINT_ID,
+    ROW_ENDPOINT_NAME,
+    ROW_FIGURES,
+    ROW_GROUP_ID,
+    ROW_ID,
+    ROW_INSTANCE,
+    ROW_STATUS,
     STATUS_HELP,
     WORKER_FAMILIES,
+    FlatRow,
     Snapshot,
     SnapshotCollector,
-    WorkerRow,
 )
 from .parsing import WORKER_METRICS
 from .pricing import billed_dollars_per_hour
@@ -379,7 +387,7 @@ def _pieces(
     """The exposition as a few large pieces, one family's worth each, made as they are taken;
     OpenMetrics without its `# EOF` if `eof` is false."""
     if families is None:
-        families = _worker_families(snapshot.workers)
+        families = _worker_families(snapshot.rows)
     for name, help_text, body in families:
         yield _help(name, help_text, openmetrics).encode()
         yield body.encode()
@@ -414,7 +422,7 @@ def _help_text(text: str, openmetrics: bool) -> str:
     return _escape(text) if openmetrics else text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, str]]:
+def _worker_families(rows: tuple[FlatRow, ...]) -> Iterator[tuple[str, str, str]]:
     """(name, HELP, sample lines) of every worker family, in SnapshotCollector's order, one
     family at a time (a family's lines are dropped before the next family's are made).
 
@@ -425,16 +433,15 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
     endpoints: dict[tuple[str, str], str] = {}  # a few hundred endpoints, escaped once each
     heads = [
         endpoints.get(key) or endpoints.setdefault(key, _endpoint_labels(*key))
-        for key in ((row.endpoint_id, row.endpoint_name) for row in rows)
+        for key in ((row[ROW_ENDPOINT_ID], row[ROW_ENDPOINT_NAME]) for row in rows)
     ]
     del endpoints
     tails = [
-        f'worker_group_id="{_escape(row.worker_group_id)}",worker_id="{_escape(row.worker.id)}"'
+        f'worker_group_id="{_escape(row[ROW_GROUP_ID])}",worker_id="{_escape(row[ROW_ID])}"'
         for row in rows
     ]
-    workers = [row.worker for row in rows]
     # Every worker's packed figures side by side: figure i of worker k is table[k * width + i].
-    table = array("d", b"".join(worker.figures for worker in workers))
+    table = array("d", b"".join(row[ROW_FIGURES] for row in rows))
     width = len(WORKER_FAMILIES)
     fmt = go_float
     for index, (metric, help_text) in enumerate(WORKER_FAMILIES):  # the figures' order
@@ -447,17 +454,17 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
         yield name, help_text, "".join(lines)
     del table
     statuses = [
-        f'vastai_worker_status{{{head},status="{_escape(worker.status)}",{tail}}} 1.0\n'
-        for worker, head, tail in zip(workers, heads, tails, strict=True)
-        if worker.status is not None
+        f'vastai_worker_status{{{head},status="{_escape(row[ROW_STATUS])}",{tail}}} 1.0\n'
+        for row, head, tail in zip(rows, heads, tails, strict=True)
+        if row[ROW_STATUS] is not None
     ]
     yield "vastai_worker_status", STATUS_HELP, "".join(statuses)
     del statuses
     deployments = [
-        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(worker.deployment)}",'
+        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(row[ROW_DEPLOYMENT])}",'
         f"{head},{tail}}} 1.0\n"
-        for worker, head, tail in zip(workers, heads, tails, strict=True)
-        if worker.deployment is not None
+        for row, head, tail in zip(rows, heads, tails, strict=True)
+        if row[ROW_DEPLOYMENT] is not None
     ]
     yield "vastai_worker_deployment_info", DEPLOYMENT_HELP, "".join(deployments)
     del deployments
@@ -497,14 +504,14 @@ def _values_family(
 
 
 def _instance_families(
-    rows: tuple[WorkerRow, ...], heads: list[str], tails: list[str]
+    rows: tuple[FlatRow, ...], heads: list[str], tails: list[str]
 ) -> Iterator[tuple[str, str, str]]:
     """Instance-list families of the workers that have an instance: figures, bill, status,
     hardware."""
     joined = [
-        (row.instance, row, head, tail)
+        (row[ROW_INSTANCE], row[ROW_STATUS], head, tail)
         for row, head, tail in zip(rows, heads, tails, strict=True)
-        if row.instance is not None
+        if row[ROW_INSTANCE] is not None
     ]
     if not joined:  # no instance list: every family empty, nothing to walk
         for metric, help_text in INSTANCE_FAMILIES:
@@ -516,8 +523,8 @@ def _instance_families(
     for metric, help_text in INSTANCE_FAMILIES:
         yield _values_family(metric, help_text, [(i.values, h, t) for i, _, h, t in joined])
     billed, statuses, infos = [], [], []
-    for instance, row, head, tail in joined:
-        bill = billed_dollars_per_hour(row.worker.status, instance)
+    for instance, status, head, tail in joined:
+        bill = billed_dollars_per_hour(status, instance)
         if bill is not None:
             billed.append(
                 f"vastai_worker_billed_dollars_per_hour{{{head},{tail}}} {floatToGoString(bill)}\n"

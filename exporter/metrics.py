@@ -84,10 +84,42 @@ class ReloadStatus:
     success_timestamp: float = 0.0
 
 
+# A snapshot's worker row flattened into an exact tuple of its worker's id, status, figures and
+# deployment and WorkerRow's other fields, in their order. The garbage collector stops tracking
+# a tuple of strings and numbers at its first look (unless the row has an Instance), where it
+# walks every WorkerRow and every Worker (a NamedTuple) at each collection: at 10,000 workers,
+# with the old snapshot and the new alive during a render, 40,000 of a full collection's 57,000
+# objects, and most of its 15 to 35 ms pause of the event loop.
+FlatRow = tuple[str, str | None, bytes, str | None, float, str, str, str, bool, Instance | None]
+ROW_ID, ROW_STATUS, ROW_FIGURES, ROW_DEPLOYMENT = 0, 1, 2, 3
+ROW_ENDPOINT_ID, ROW_ENDPOINT_NAME, ROW_GROUP_ID, ROW_INSTANCE = 5, 6, 7, 9
+
+
+def flat_row(row: WorkerRow) -> FlatRow:
+    worker = row.worker
+    return (
+        worker.id,
+        worker.status,
+        worker.figures,
+        worker.deployment,
+        row.seen_at,
+        row.endpoint_id,
+        row.endpoint_name,
+        row.worker_group_id,
+        row.from_endpoint,
+        row.instance,
+    )
+
+
+def worker_row(flat: FlatRow) -> WorkerRow:
+    """The WorkerRow a FlatRow was made from (equal, not the same objects)."""
+    return WorkerRow(Worker(*flat[:4]), *flat[4:])
+
+
 @dataclass(frozen=True)
 class Snapshot:
     targets: tuple[TargetState, ...]
-    workers: tuple[WorkerRow, ...]
+    rows: tuple[FlatRow, ...]  # one per worker, flattened (see FlatRow)
     held: dict[str, int] = field(default_factory=dict)  # target key -> workers it contributes
     taken_at: float = 0.0  # time.monotonic()
     reload: ReloadStatus = field(default_factory=ReloadStatus)
@@ -95,6 +127,11 @@ class Snapshot:
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
     lifecycle: tuple[EndpointLifecycle, ...] = ()  # cold starts, scaling, time per status
+
+    @property
+    def workers(self) -> tuple[WorkerRow, ...]:
+        """The merged worker rows, made again from `rows` at each call."""
+        return tuple(map(worker_row, self.rows))
 
 
 class View:
@@ -149,7 +186,7 @@ def build_snapshot(
         view.join(rows.values())
     return Snapshot(
         states,
-        tuple(rows.values()),
+        tuple(map(flat_row, rows.values())),
         held,
         now,
         reload or ReloadStatus(),
