@@ -231,14 +231,17 @@ class RuntimeFamilies:
         )
         self._stat = os.path.join(proc, pid, "stat")
         self._fds = os.path.join(proc, pid, "fd")
-        self._ticks = process._ticks
-        self._btime = process._btime
-        self._pagesize = process._pagesize
+        # The collector's own clock tick, boot time and page size, so the numbers are computed
+        # exactly as it computes them (private names: without them, no fast path).
+        self._ticks = getattr(process, "_ticks", None)
+        self._btime = getattr(process, "_btime", None)
+        self._pagesize = getattr(process, "_pagesize", None)
         families = self.collect()
         fixed = [sample.value for family in families for sample in family.samples]
         self._static = fixed[6:7]  # python_info's 1.0
         self._templates: dict[bool, tuple[str, ...]] | None = None
-        values = self._read() if process._btime else None
+        known = self._ticks and self._btime and self._pagesize
+        values = self._read() if known else None
         # The numbers line up with the samples: as many, and the fixed ones equal (start time,
         # descriptor limit, python_info).
         if values is not None and len(values) == len(fixed) and values[5:7] == fixed[5:7]:
