@@ -9,7 +9,11 @@ production. After the first round, for `--duration` seconds:
 
 - RSS (VmRSS) is read every 100 ms: median and max;
 - /metrics is scraped with Prometheus's Accept headers and gzip, timed (the exporter every
-  `--scrape-every` s; the baseline, whose scrape takes seconds, every `--baseline-scrape-every`);
+  `--scrape-every` s; the baseline, whose scrape takes seconds, every `--baseline-scrape-every`),
+  with aiohttp's client; the exporter also, half a period later, with a minimal HTTP/1.1 client
+  (a blocking socket in a thread, one keep-alive connection): after an idle second aiohttp's
+  client spends about 0.9 ms of its own per scrape of 1.3 MB, more than the exporter's handler,
+  so the minimal client's figure is the exporter's (Prometheus' Go client is lean too);
 - the exporter's /-/healthy is probed every 10 ms from a separate process: worst and p99.
 
 The exporter's first round (first poll start to last poll end, from its own metrics) is set
@@ -23,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import socket
 import statistics
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -61,7 +67,8 @@ class Result:
     workers: int
     who: str
     rss: list[float]
-    scrapes_ms: list[float]
+    scrapes_ms: list[float]  # aiohttp's client
+    lean_ms: list[float]  # the minimal client (LeanScraper); the exporter only
     healthy_ms: list[float]
     first_round: float | None  # seconds
 
@@ -91,6 +98,50 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> tuple[float, bytes
     return time.perf_counter() - started, body
 
 
+class LeanScraper:
+    """GET /metrics as Prometheus asks (OpenMetrics, gzip) over one keep-alive connection, with
+    a blocking socket: the time from sending the request to the body's last byte, with as
+    little client work as a scrape can take. Not for bodies sent chunked."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        lines = ["GET /metrics HTTP/1.1", f"Host: {parts.netloc}"]
+        lines += [f"{name}: {value}" for name, value in PROMETHEUS_HEADERS.items()]
+        self._request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        self._sock: socket.socket | None = None
+
+    def scrape(self) -> float:
+        """Seconds one scrape took; the body is read whole and dropped."""
+        if self._sock is None:
+            self._sock = socket.create_connection(self._address, timeout=60)
+        sock = self._sock
+        started = time.perf_counter()
+        sock.sendall(self._request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the exporter closed the connection")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status, *fields = head.decode("latin-1").split("\r\n")
+        if status.split()[1] != "200":
+            raise RuntimeError(f"/metrics answered {status!r}")
+        headers = dict(field.lower().split(": ", 1) for field in fields)
+        left = int(headers["content-length"]) - len(body)
+        while left > 0:
+            chunk = sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise ConnectionError("the exporter closed the connection")
+            left -= len(chunk)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
 async def loaded(url: str, workers: int, targets: int) -> TargetValues:
     """Target samples once the exposition holds every worker of every target."""
     samples: TargetValues = {}
@@ -108,32 +159,46 @@ async def loaded(url: str, workers: int, targets: int) -> TargetValues:
 
 
 async def sample(
-    pid: int, url: str, duration: float, scrape_every: float
-) -> tuple[list[float], list[float]]:
-    """RSS every SAMPLE_EVERY and timed scrapes every `scrape_every`, for `duration` seconds."""
+    pid: int, url: str, duration: float, scrape_every: float, lean: bool = False
+) -> tuple[list[float], list[float], list[float]]:
+    """RSS every SAMPLE_EVERY and timed scrapes every `scrape_every` (with `lean`, also with
+    LeanScraper half a period after each), for `duration` seconds: RSS, aiohttp scrapes, lean
+    scrapes (ms)."""
     rss: list[float] = []
     scrapes: list[float] = []
+    leans: list[float] = []
     deadline = time.monotonic() + duration
 
-    async def every(period: float, action: Callable[[], Awaitable[None]]) -> None:
-        next_at = time.monotonic()
+    async def every(period: float, action: Callable[[], Awaitable[None]], delay: float = 0) -> None:
+        next_at = time.monotonic() + delay
+        await asyncio.sleep(delay)
         while next_at < deadline:
             await action()
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     timeout = aiohttp.ClientTimeout(total=max(60.0, scrape_every * 4))
-    async with aiohttp.ClientSession(auto_decompress=False, timeout=timeout) as session:
+    scraper = LeanScraper(url)
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False, timeout=timeout) as session:
 
-        async def read_rss() -> None:
-            rss.append(rss_mb(pid))
+            async def read_rss() -> None:
+                rss.append(rss_mb(pid))
 
-        async def timed_scrape() -> None:
-            seconds, _ = await scrape(session, url)
-            scrapes.append(seconds * 1000)
+            async def timed_scrape() -> None:
+                seconds, _ = await scrape(session, url)
+                scrapes.append(seconds * 1000)
 
-        await asyncio.gather(every(SAMPLE_EVERY, read_rss), every(scrape_every, timed_scrape))
-    return rss, scrapes
+            async def lean_scrape() -> None:
+                leans.append(await asyncio.to_thread(scraper.scrape) * 1000)
+
+            actions = [every(SAMPLE_EVERY, read_rss), every(scrape_every, timed_scrape)]
+            if lean:
+                actions.append(every(scrape_every, lean_scrape, scrape_every / 2))
+            await asyncio.gather(*actions)
+    finally:
+        scraper.close()
+    return rss, scrapes, leans
 
 
 async def bench_exporter(workers: int, args: argparse.Namespace) -> Result:
@@ -148,14 +213,14 @@ async def bench_exporter(workers: int, args: argparse.Namespace) -> Result:
                 first = round_seconds(await loaded(exporter.base_url, workers, len(ids)))
                 log(f"{workers:,} workers: exporter, sampling for {args.duration:g} s")
                 prober.aim(exporter.base_url + "/-/healthy", args.duration + 30)
-                rss, scrapes = await sample(
-                    exporter.proc.pid, exporter.base_url, args.duration, args.scrape_every
+                rss, scrapes, leans = await sample(
+                    exporter.proc.pid, exporter.base_url, args.duration, args.scrape_every, True
                 )
                 healthy = [seconds * 1000 for _, seconds in await prober.latencies()]
                 check_alive(exporter)
         finally:
             prober.close()
-    return Result(workers, "exporter", rss, scrapes, healthy, first)
+    return Result(workers, "exporter", rss, scrapes, leans, healthy, first)
 
 
 def check_alive(exporter: ExporterProcess) -> None:
@@ -170,8 +235,8 @@ async def bench_baseline(workers: int, args: argparse.Namespace) -> Result:
         log(f"{workers:,} workers: baseline, first round")
         async with running_baseline(fake_url, args.endpoints, *options) as (url, pid):
             log(f"{workers:,} workers: baseline, sampling for {args.duration:g} s")
-            rss, scrapes = await sample(pid, url, args.duration, args.baseline_scrape_every)
-    return Result(workers, "baseline", rss, scrapes, [], None)
+            rss, scrapes, _ = await sample(pid, url, args.duration, args.baseline_scrape_every)
+    return Result(workers, "baseline", rss, scrapes, [], [], None)
 
 
 def log(message: str) -> None:
@@ -182,17 +247,19 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     ideal = args.endpoints / args.concurrency * args.delay
     header = (
         f"{'workers':>8}  {'who':<8}  {'RSS median':>10}  {'RSS max':>8}  {'scrapes':>7}  "
-        f"{'/metrics median':>15}  {'/-/healthy max':>14}  {'p99':>7}  {'first round':>16}"
+        f"{'/metrics median':>15}  {'(aiohttp)':>12}  {'/-/healthy max':>14}  {'p99':>7}  "
+        f"{'first round':>16}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         healthy = f"{max(r.healthy_ms):.1f} ms" if r.healthy_ms else ""
         p99 = f"{percentile(r.healthy_ms, 99):.1f} ms" if r.healthy_ms else ""
         first = f"{r.first_round:.2f} s ({r.first_round / ideal:.2f}x)" if r.first_round else ""
+        lean = f"{statistics.median(r.lean_ms):.2f} ms" if r.lean_ms else ""
         lines.append(
             f"{r.workers:>8,}  {r.who:<8}  {statistics.median(r.rss):>7.1f} MB"
-            f"  {max(r.rss):>5.1f} MB  {len(r.scrapes_ms):>7}"
-            f"  {statistics.median(r.scrapes_ms):>12.2f} ms  {healthy:>14}  {p99:>7}  {first:>16}"
+            f"  {max(r.rss):>5.1f} MB  {len(r.scrapes_ms):>7}  {lean:>15}"
+            f"  {statistics.median(r.scrapes_ms):>9.2f} ms  {healthy:>14}  {p99:>7}  {first:>16}"
         )
     return "\n".join(lines)
 
@@ -215,12 +282,14 @@ def targets(results: list[Result], args: argparse.Namespace) -> list[str]:
                 f" {verdict(worst <= limit)}"
             )
         if r.workers == 10_000:
-            median = statistics.median(r.scrapes_ms)
+            median = statistics.median(r.lean_ms)
+            with_aiohttp = statistics.median(r.scrapes_ms)
             healthy = max(r.healthy_ms)
             ratio = (r.first_round or 0) / ideal
             lines += [
                 f"target at 10,000 workers: median /metrics < {SCRAPE_TARGET_MS:g} ms:"
-                f" {median:.2f} ms, {verdict(median < SCRAPE_TARGET_MS)}",
+                f" {median:.2f} ms, {verdict(median < SCRAPE_TARGET_MS)} (aiohttp's client:"
+                f" {with_aiohttp:.2f} ms, {verdict(with_aiohttp < SCRAPE_TARGET_MS)})",
                 f"target at 10,000 workers: worst /-/healthy < {HEALTHY_TARGET_MS:g} ms:"
                 f" {healthy:.1f} ms, {verdict(healthy < HEALTHY_TARGET_MS)}",
                 f"target at 10,000 workers: first round <= {FIRST_ROUND_TARGET:g}x ideal"

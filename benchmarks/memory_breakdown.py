@@ -53,7 +53,7 @@ def poll_round(bodies: dict[int, bytes]) -> tuple[TargetState, ...]:
             Target("endpoint", endpoint_id, endpoint_name(endpoint_id)),
             polled=True,
             up=True,
-            workers=tuple(parse_body(body)),
+            workers=tuple(map(tuple, parse_body(body))),  # as Scheduler keeps them
             last_success=now,
             last_success_monotonic=monotonic,
             last_duration=0.1,
@@ -132,7 +132,7 @@ def main() -> None:
     tracemalloc.stop()
     states, snapshot = poll_round(bodies), None
     snapshot = build_snapshot(states, 300, time.monotonic())
-    sizes, numbers = deep_sizes((states, snapshot.workers))
+    sizes, numbers = deep_sizes((states, snapshot.rows))
 
     print(f"{args.endpoints} endpoints, {args.workers:,} workers; Python heap (tracemalloc), MB")
     width = max(len(label) for label, _ in rows)

@@ -12,15 +12,20 @@ a time into a zlib stream, so no render ever holds the whole uncompressed exposi
 when first asked for, then kept until the next render replaces the Exposition.
 
 The exporter's own `process_*` and `python_*` families are the exception: a dozen samples,
-collected and rendered per scrape (about 0.2 ms) and appended to the cached bytes, after which
-OpenMetrics' `# EOF` comes. The cached gzip streams are left open (sync-flushed), so a scrape
-compresses only those few lines and the response is still one gzip member.
+read and written per scrape (two reads of /proc, numbers written into text fixed at start-up)
+and appended to the cached bytes, after which OpenMetrics' `# EOF` comes. The cached gzip
+streams are left open (sync-flushed), so a scrape adds those few lines as a stored block and
+the gzip trailer, and the response is still one gzip member.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import resource
+import struct
 import threading
 import zlib
 from array import array
@@ -40,11 +45,19 @@ from .metrics import (
     INSTANCE_FAMILIES,
     INSTANCE_HELP,
     INSTANCE_STATUS_HELP,
+    ROW_DEPLOYMENT,
+    ROW_ENDPOINT_ID,
+    ROW_ENDPOINT_NAME,
+    ROW_FIGURES,
+    ROW_GROUP_ID,
+    ROW_ID,
+    ROW_INSTANCE,
+    ROW_STATUS,
     STATUS_HELP,
     WORKER_FAMILIES,
+    FlatRow,
     Snapshot,
     SnapshotCollector,
-    WorkerRow,
 )
 from .parsing import WORKER_METRICS
 from .pricing import billed_dollars_per_hour
@@ -70,24 +83,53 @@ EOF = b"# EOF\n"
 
 
 class Body:
-    """One format's bytes as an open gzip stream (sync-flushed: complete so far) and the
-    compressor that can carry on from it, so a scrape appends its few lines and the answer is
-    still one gzip member. The uncompressed bytes are made only when asked for."""
+    """One format's bytes as an open gzip stream (sync-flushed: complete so far, and ending on
+    a byte boundary), with the CRC-32 and length of what it holds, so a scrape can append its
+    few lines as stored (uncompressed) deflate blocks and the gzip trailer: the answer is still
+    one gzip member, and no compressor is copied or kept. The uncompressed bytes are made only
+    when asked for."""
 
     def __init__(self, pieces: Iterable[bytes]) -> None:
-        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        out = [self._compressor.compress(piece) for piece in pieces]
-        out.append(self._compressor.flush(zlib.Z_SYNC_FLUSH))
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        crc = size = 0
+        out = []
+        for piece in pieces:
+            out.append(compressor.compress(piece))
+            crc = zlib.crc32(piece, crc)
+            size += len(piece)
+        out.append(compressor.flush(zlib.Z_SYNC_FLUSH))
         self.gzip_head = b"".join(out)
+        self._crc, self._size = crc, size
 
     def raw(self) -> bytes:
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(self.gzip_head)
 
     def gzip_chunks(self, tail: bytes) -> tuple[bytes, bytes]:
-        """The cached stream followed by `tail` (the compressor is copied: never used itself,
-        it serves every scrape)."""
-        compressor = self._compressor.copy()
-        return self.gzip_head, compressor.compress(tail) + compressor.flush()
+        """The cached stream followed by `tail` and the end of the member."""
+        return self.gzip_head, stored_end(tail, self._crc, self._size)
+
+
+def stored_end(tail: bytes, crc: int, size: int) -> bytes:
+    """`tail` as the last, stored deflate blocks of a stream left on a byte boundary, and the
+    gzip trailer (RFC 1952: CRC-32 and length mod 2**32 of all the member holds; RFC 1951
+    3.2.4: a stored block is a 3-bit header padded to a byte, LEN, its complement, the bytes).
+    A scrape's tail is a couple of KB: storing it costs less than compressing it."""
+    out = []
+    view = memoryview(tail)
+    while True:
+        block, view = view[:STORED_MAX], view[STORED_MAX:]
+        final = not view
+        out.append(STORED_HEADER.pack(final, len(block), len(block) ^ 0xFFFF))
+        out.append(block)
+        if final:
+            break
+    out.append(GZIP_TRAILER.pack(zlib.crc32(tail, crc), (size + len(tail)) & 0xFFFFFFFF))
+    return b"".join(out)
+
+
+STORED_MAX = 0xFFFF  # bytes in one stored block at most
+STORED_HEADER = struct.Struct("<BHH")  # BFINAL and BTYPE 00 (stored) padded to a byte, LEN, NLEN
+GZIP_TRAILER = struct.Struct("<II")  # CRC-32, ISIZE
 
 
 def no_tail(openmetrics: bool) -> bytes:
@@ -169,46 +211,147 @@ class Exposition:
 
 class RuntimeFamilies:
     """`process_*` (CPU, memory, file descriptors, start time) and `python_*` (version, GC), as
-    every client library exports them: collected when a scrape asks (a few reads of /proc) and
-    written by `render_simple`, byte-identical to prometheus-client and a fraction of its cost."""
+    every client library exports them: read when a scrape asks and written byte-identical to
+    prometheus-client at a fraction of its cost.
 
-    def __init__(self) -> None:
+    prometheus-client's collectors build the families once, to fix their text (HELP, TYPE, names
+    and labels of every sample); a scrape then reads only the numbers (/proc/<pid>/stat and the
+    fd directory as the collectors read them, the descriptor limit from getrlimit, the one
+    /proc/<pid>/limits shows, and gc.get_stats()) and writes them into that text. Should the
+    numbers not line up with the collectors' samples (no /proc, or another process's), every
+    scrape goes through the collectors instead.
+    """
+
+    def __init__(self, proc: str = "/proc", pid: str = "self") -> None:
+        process = ProcessCollector(registry=None, pid=lambda: pid, proc=proc)
         self._collectors = (
-            ProcessCollector(registry=None),
+            process,
             PlatformCollector(registry=None),
             GCCollector(registry=CollectorRegistry(auto_describe=False)),  # it must register
         )
+        self._stat = os.path.join(proc, pid, "stat")
+        self._fds = os.path.join(proc, pid, "fd")
+        # The collector's own clock tick, boot time and page size, so the numbers are computed
+        # exactly as it computes them (private names: without them, no fast path).
+        self._ticks = getattr(process, "_ticks", None)
+        self._btime = getattr(process, "_btime", None)
+        self._pagesize = getattr(process, "_pagesize", None)
+        families = self.collect()
+        fixed = [sample.value for family in families for sample in family.samples]
+        self._static = fixed[6:7]  # python_info's 1.0
+        self._templates: dict[bool, tuple[str, ...]] | None = None
+        known = self._ticks and self._btime and self._pagesize
+        values = self._read() if known else None
+        # The numbers line up with the samples: as many, and the fixed ones equal (start time,
+        # descriptor limit, python_info).
+        if values is not None and len(values) == len(fixed) and values[5:7] == fixed[5:7]:
+            self._templates = {om: _template(families, om) for om in (False, True)}
 
     def collect(self) -> list[Metric]:
         return [family for collector in self._collectors for family in collector.collect()]
 
+    def _read(self) -> list[float] | None:
+        """The samples' values in the collectors' order, read as they read them; None when
+        /proc cannot be read."""
+        try:
+            parts = _read_file(self._stat).split(b")")[-1].split()
+            open_fds = len(os.listdir(self._fds))
+        except OSError:
+            return None
+        # The soft limit /proc/<pid>/limits shows as "Max open files", without reading it:
+        # after an idle second each read of /proc costs a scrape about 0.1 ms.
+        max_fds = float(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        ticks = self._ticks
+        values = [
+            float(parts[20]),
+            float(parts[21]) * self._pagesize,
+            float(parts[19]) / ticks + self._btime,
+            float(parts[11]) / ticks + float(parts[12]) / ticks,
+            open_fds,
+            max_fds,
+            *self._static,
+        ]
+        stats = gc.get_stats()
+        for key in ("collected", "uncollectable", "collections"):
+            values.extend(stat[key] for stat in stats)
+        return values
+
     def render(self, openmetrics: bool) -> bytes:
         """These families in one format; OpenMetrics ends with `# EOF`."""
-        body = render_simple(self.collect(), openmetrics)
+        values = None if self._templates is None else self._read()
+        if values is None:
+            body = render_simple(self.collect(), openmetrics)
+        else:
+            body = _fill(self._templates[openmetrics], values)
         return body + EOF if openmetrics else body
+
+
+def _read_file(path: str) -> bytes:
+    """A small file of /proc, read whole (one read: /proc's stat and limits are a page)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def _template(families: Iterable[Metric], openmetrics: bool) -> tuple[str, ...]:
+    """What render_simple writes around each sample value: the text before the first value,
+    between each two, and after the last."""
+    pieces = []
+    text = ""
+    for before, value in _sample_text(families, openmetrics):
+        if value is None:
+            return (*pieces, text + before)
+        pieces.append(text + before)
+        text = "\n"
+    raise AssertionError("_sample_text ends with the text after the last sample")
+
+
+def _fill(template: tuple[str, ...], values: Iterable[float]) -> bytes:
+    fmt = floatToGoString
+    text = [piece + fmt(value) for piece, value in zip(template, values, strict=False)]
+    text.append(template[-1])
+    return "".join(text).encode()
 
 
 def render_simple(families: Iterable[Metric], openmetrics: bool) -> bytes:
     """Gauge and counter families without timestamps, exemplars or `_created` samples, as
     prometheus-client renders them (a test holds the two together)."""
     fmt = floatToGoString
-    lines = []
+    lines = [
+        before if value is None else f"{before}{fmt(value)}\n"
+        for before, value in _sample_text(families, openmetrics)
+    ]
+    return "".join(lines).encode()
+
+
+def _sample_text(
+    families: Iterable[Metric], openmetrics: bool
+) -> Iterator[tuple[str, float | None]]:
+    """(the text before a sample's value, the value) of every sample, then (whatever text
+    follows the last sample, None): a family's HELP and TYPE lines come before its first
+    sample, or after the previous family's last one if it has none."""
+    header = ""
     for family in families:
         if family.type not in ("gauge", "counter"):
             raise ValueError(f"{family.name}: {family.type} is not rendered here")
         name = family.name
         if family.type == "counter" and not openmetrics:
             name += "_total"
-        lines.append(f"# HELP {name} {_help_text(family.documentation, openmetrics)}\n")
-        lines.append(f"# TYPE {name} {family.type}\n")
+        header += (
+            f"# HELP {name} {_help_text(family.documentation, openmetrics)}\n"
+            f"# TYPE {name} {family.type}\n"
+        )
         for sample in family.samples:
             if sample.labels:
                 pairs = sorted(sample.labels.items())
                 labels = ",".join(f'{key}="{_escape(value)}"' for key, value in pairs)
-                lines.append(f"{sample.name}{{{labels}}} {fmt(sample.value)}\n")
+                yield f"{header}{sample.name}{{{labels}}} ", sample.value
             else:
-                lines.append(f"{sample.name} {fmt(sample.value)}\n")
-    return "".join(lines).encode()
+                yield f"{header}{sample.name} ", sample.value
+            header = ""
+    yield header, None
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -247,7 +390,7 @@ def _pieces(
     """The exposition as a few large pieces, one family's worth each, made as they are taken;
     OpenMetrics without its `# EOF` if `eof` is false."""
     if families is None:
-        families = _worker_families(snapshot.workers)
+        families = _worker_families(snapshot.rows)
     for name, help_text, body in families:
         yield _help(name, help_text, openmetrics).encode()
         yield body.encode()
@@ -282,7 +425,7 @@ def _help_text(text: str, openmetrics: bool) -> str:
     return _escape(text) if openmetrics else text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, str]]:
+def _worker_families(rows: tuple[FlatRow, ...]) -> Iterator[tuple[str, str, str]]:
     """(name, HELP, sample lines) of every worker family, in SnapshotCollector's order, one
     family at a time (a family's lines are dropped before the next family's are made).
 
@@ -293,16 +436,15 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
     endpoints: dict[tuple[str, str], str] = {}  # a few hundred endpoints, escaped once each
     heads = [
         endpoints.get(key) or endpoints.setdefault(key, _endpoint_labels(*key))
-        for key in ((row.endpoint_id, row.endpoint_name) for row in rows)
+        for key in ((row[ROW_ENDPOINT_ID], row[ROW_ENDPOINT_NAME]) for row in rows)
     ]
     del endpoints
     tails = [
-        f'worker_group_id="{_escape(row.worker_group_id)}",worker_id="{_escape(row.worker.id)}"'
+        f'worker_group_id="{_escape(row[ROW_GROUP_ID])}",worker_id="{_escape(row[ROW_ID])}"'
         for row in rows
     ]
-    workers = [row.worker for row in rows]
     # Every worker's packed figures side by side: figure i of worker k is table[k * width + i].
-    table = array("d", b"".join(worker.figures for worker in workers))
+    table = array("d", b"".join(row[ROW_FIGURES] for row in rows))
     width = len(WORKER_FAMILIES)
     fmt = go_float
     for index, (metric, help_text) in enumerate(WORKER_FAMILIES):  # the figures' order
@@ -315,17 +457,17 @@ def _worker_families(rows: tuple[WorkerRow, ...]) -> Iterator[tuple[str, str, st
         yield name, help_text, "".join(lines)
     del table
     statuses = [
-        f'vastai_worker_status{{{head},status="{_escape(worker.status)}",{tail}}} 1.0\n'
-        for worker, head, tail in zip(workers, heads, tails, strict=True)
-        if worker.status is not None
+        f'vastai_worker_status{{{head},status="{_escape(row[ROW_STATUS])}",{tail}}} 1.0\n'
+        for row, head, tail in zip(rows, heads, tails, strict=True)
+        if row[ROW_STATUS] is not None
     ]
     yield "vastai_worker_status", STATUS_HELP, "".join(statuses)
     del statuses
     deployments = [
-        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(worker.deployment)}",'
+        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(row[ROW_DEPLOYMENT])}",'
         f"{head},{tail}}} 1.0\n"
-        for worker, head, tail in zip(workers, heads, tails, strict=True)
-        if worker.deployment is not None
+        for row, head, tail in zip(rows, heads, tails, strict=True)
+        if row[ROW_DEPLOYMENT] is not None
     ]
     yield "vastai_worker_deployment_info", DEPLOYMENT_HELP, "".join(deployments)
     del deployments
@@ -365,14 +507,14 @@ def _values_family(
 
 
 def _instance_families(
-    rows: tuple[WorkerRow, ...], heads: list[str], tails: list[str]
+    rows: tuple[FlatRow, ...], heads: list[str], tails: list[str]
 ) -> Iterator[tuple[str, str, str]]:
     """Instance-list families of the workers that have an instance: figures, bill, status,
     hardware."""
     joined = [
-        (row.instance, row, head, tail)
+        (row[ROW_INSTANCE], row[ROW_STATUS], head, tail)
         for row, head, tail in zip(rows, heads, tails, strict=True)
-        if row.instance is not None
+        if row[ROW_INSTANCE] is not None
     ]
     if not joined:  # no instance list: every family empty, nothing to walk
         for metric, help_text in INSTANCE_FAMILIES:
@@ -384,8 +526,8 @@ def _instance_families(
     for metric, help_text in INSTANCE_FAMILIES:
         yield _values_family(metric, help_text, [(i.values, h, t) for i, _, h, t in joined])
     billed, statuses, infos = [], [], []
-    for instance, row, head, tail in joined:
-        bill = billed_dollars_per_hour(row.worker.status, instance)
+    for instance, status, head, tail in joined:
+        bill = billed_dollars_per_hour(status, instance)
         if bill is not None:
             billed.append(
                 f"vastai_worker_billed_dollars_per_hour{{{head},{tail}}} {floatToGoString(bill)}\n"

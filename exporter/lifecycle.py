@@ -88,10 +88,10 @@ class _Counts:
         self.seconds[status] = self.seconds.get(status, 0.0) + seconds
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    status: str
-    loaded: bool  # seen loaded at this poll or an earlier one: its cold start is done
+# What the last poll saw of a worker: its status, and whether it was seen loaded at that poll or
+# an earlier one (its cold start is done). A plain tuple of a string and a bool, which the
+# garbage collector stops tracking, where it walked a dataclass per worker at each collection.
+_Seen = tuple[str, bool]
 
 
 @dataclass(slots=True)
@@ -174,7 +174,7 @@ class LifecycleTracker:
         seen: dict[str, _Seen] = {}
         if last is None:  # the first successful poll: what is there already is no event
             for worker in workers:
-                seen[worker.id] = _Seen(_status(worker), _is_loaded(worker))
+                seen[worker.id] = (_status(worker), _is_loaded(worker))
             self._last[target.key] = _Last(wall, monotonic, seen)
             return
         elapsed = max(0.0, monotonic - last.monotonic)
@@ -184,14 +184,15 @@ class LifecycleTracker:
             if before is None:
                 counts.added += 1
             counts.charge(status, elapsed)
-            if status in ERROR_STATUSES and (before is None or before.status not in ERROR_STATUSES):
+            if status in ERROR_STATUSES and (before is None or before[0] not in ERROR_STATUSES):
                 counts.errors += 1
-            if loaded and not (before is not None and before.loaded):
+            was_loaded = before is not None and before[1]
+            if loaded and not was_loaded:
                 value = cold_start(worker)
                 loaded_at = worker.value("loaded_timestamp_seconds") or 0.0
                 if value is not None and (before is not None or loaded_at > last.wall):
                     counts.observe_cold_start(value)
-            seen[worker.id] = _Seen(status, loaded or (before is not None and before.loaded))
+            seen[worker.id] = (status, loaded or was_loaded)
         counts.removed += sum(1 for worker_id in last.workers if worker_id not in seen)
         self._last[target.key] = _Last(wall, monotonic, seen)
 

@@ -38,7 +38,10 @@ class TargetState:
     target: Target
     polled: bool = False
     up: bool = False
-    workers: tuple[Worker, ...] = ()
+    # The last poll's workers, each an exact tuple of a Worker's fields (Worker._make gives the
+    # Worker back): the garbage collector stops tracking those, where it walked every Worker
+    # (a NamedTuple) at each collection, most of what a full collection walks at 10,000 workers.
+    workers: tuple[tuple[str, str | None, bytes, str | None], ...] = ()
     last_success: float | None = None  # wall clock, exported
     last_success_monotonic: float | None = None  # for staleness, immune to clock steps
     last_attempt: float | None = None
@@ -154,7 +157,7 @@ class Scheduler:
         if current is not None:  # set_targets may have relabelled it while we waited
             new = self._states[key] = replace(outcome, target=current.target)
             if result is not None and self._on_success is not None:
-                self._on_success(new.target, new.workers)
+                self._on_success(new.target, tuple(map(Worker._make, new.workers)))
             self._note_first_round()
             self._on_change()
 
@@ -176,7 +179,7 @@ class Scheduler:
                 "exporting the first ones only",
                 extra={"fields": fields},
             )
-        return replace(state, workers=tuple(workers[:cap]), truncated=truncated)
+        return replace(state, workers=tuple(map(tuple, workers[:cap])), truncated=truncated)
 
     def _note_first_round(self) -> None:
         """Set `first_round` once every target has been polled (the service logs the round,

@@ -236,7 +236,7 @@ class Exporter:
         """The workers this replica exports now: the instances worth reading."""
         now, stale_after = loop_time(), self.config.polling.stale_after
         return {
-            worker.id
+            worker[0]  # its id
             for state in self.scheduler.states()
             if state.holds_workers(now, stale_after)
             for worker in state.workers

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import random
+import resource
 import threading
 import zlib
 
@@ -19,6 +21,7 @@ from exporter.config import Target
 from exporter.exposition import (
     RENDERER,
     TEXT_TYPE,
+    Body,
     RuntimeFamilies,
     build_exposition,
     go_float,
@@ -219,6 +222,84 @@ async def test_a_tail_follows_the_cached_families_in_one_gzip_member() -> None:
                 decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 assert decompressor.decompress(joined) == body and decompressor.eof
                 assert decompressor.unused_data == b""
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 200_000])
+def test_a_stored_tail_ends_the_one_gzip_member(size: int) -> None:
+    """The tail is appended as stored deflate blocks (65,535 bytes at most each) with the
+    trailer's CRC and length over the whole member: every client reads it as one member."""
+    pieces = [b"# HELP a A.\n" * 500, random.Random(size).randbytes(5000), b""]
+    tail = random.Random(size + 1).randbytes(size)
+    joined = b"".join(Body(pieces).gzip_chunks(tail))
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert decompressor.decompress(joined) == b"".join(pieces) + tail
+    assert decompressor.eof and decompressor.unused_data == b""
+    assert gzip.decompress(joined) == b"".join(pieces) + tail
+
+
+def fake_proc(root, limit: int) -> None:
+    """A /proc with a boot time and one process (pid 4242) of three descriptors."""
+    (root / "stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n")
+    process = root / "4242"
+    (process / "fd").mkdir(parents=True)
+    for fd in range(3):
+        (process / "fd" / str(fd)).write_text("")
+    fields = ["S", *(str(n) for n in range(1, 60))]
+    fields[11], fields[12], fields[19], fields[20], fields[21] = "1234", "567", "890", "73", "21"
+    (process / "stat").write_text(f"4242 (python (odd) name) {' '.join(fields)}\n")
+    (process / "limits").write_text(
+        "Limit                     Soft Limit           Hard Limit           Units     \n"
+        "Max cpu time              unlimited            unlimited            seconds   \n"
+        f"Max open files            {limit}                 1048576              files     \n"
+    )
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_process_and_python_families_are_written_into_prometheus_client_text(
+    tmp_path, monkeypatch, openmetrics
+) -> None:
+    """The figures read per scrape, written into the text the collectors fixed, are what
+    prometheus-client writes from its collectors reading the same /proc and GC."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # what /proc/self/limits shows
+    fake_proc(tmp_path, limit)
+    runtime = RuntimeFamilies(proc=str(tmp_path), pid="4242")
+    (tmp_path / "4242" / "fd" / "3").write_text("")  # a figure that changes between scrapes
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed(runtime.collect()))
+
+    def collectors_not_used() -> None:
+        raise AssertionError("a scrape went through the collectors")
+
+    monkeypatch.setattr(runtime, "collect", collectors_not_used)
+    generate = generate_openmetrics if openmetrics else generate_text
+    enabled = gc.isenabled()
+    gc.disable()  # the GC figures must not move between the two
+    try:
+        fast, expected = runtime.render(openmetrics), generate(registry)
+    finally:
+        if enabled:
+            gc.enable()
+    assert fast == expected
+    assert b"process_open_fds 4.0\n" in fast and b"process_max_fds %d.0\n" % limit in fast
+
+
+def test_the_descriptor_limit_is_the_one_proc_shows() -> None:
+    """process_max_fds comes from getrlimit: the soft limit /proc/self/limits shows."""
+    with open("/proc/self/limits", "rb") as limits:
+        line = next(line for line in limits if line.startswith(b"Max open file"))
+    text = RuntimeFamilies().render(openmetrics=False)
+    assert b"process_max_fds %s\n" % floatToGoString(float(line.split()[3])).encode() in text
+
+
+def test_process_families_without_proc_are_collected_as_prometheus_client_does(
+    tmp_path,
+) -> None:
+    """Without a readable /proc, each scrape goes through the collectors (which then export
+    only the python_* families)."""
+    runtime = RuntimeFamilies(proc=str(tmp_path / "none"), pid="4242")
+    text = runtime.render(openmetrics=False)
+    assert b"python_info" in text and b"process_" not in text
+    assert text == render_simple(runtime.collect(), openmetrics=False)
 
 
 class Fixed:

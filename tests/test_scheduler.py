@@ -66,7 +66,7 @@ async def test_an_unexpected_exception_is_reported_and_polling_goes_on() -> None
     scheduler = await run_scheduler(fetch, 0.5)
     [state] = scheduler.states()
     assert fetch.calls >= 4
-    assert state.up and [w.id for w in state.workers] == ["1"]
+    assert state.up and [worker_id for worker_id, *_ in state.workers] == ["1"]
     assert state.errors[REASONS.index("invalid_response")] == 2
 
 
