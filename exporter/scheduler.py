@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -64,6 +64,9 @@ class TargetState:
             return True
         since = self.last_success_monotonic
         return since is not None and now - since <= stale_after
+
+    def worker_ids(self) -> Iterator[str]:
+        return (worker[0] for worker in self.workers)  # a Worker's first field: its id
 
 
 class Scheduler:

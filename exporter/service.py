@@ -236,10 +236,10 @@ class Exporter:
         """The workers this replica exports now: the instances worth reading."""
         now, stale_after = loop_time(), self.config.polling.stale_after
         return {
-            worker[0]  # its id
+            worker_id
             for state in self.scheduler.states()
             if state.holds_workers(now, stale_after)
-            for worker in state.workers
+            for worker_id in state.worker_ids()
         }
 
     async def first_poll_round(self) -> None:
@@ -336,7 +336,7 @@ class Exporter:
             "targets_up": up,
             "targets_down": len(states) - up,
             # An endpoint's workers are its groups' workers: each counted once.
-            "workers": len({w.id for state in states if state.up for w in state.workers}),
+            "workers": len({i for state in states if state.up for i in state.worker_ids()}),
         }
         log.info("first poll round done", extra={"fields": fields})
 
