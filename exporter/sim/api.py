@@ -111,38 +111,33 @@ def _refusal(what: str, ident: int, known: bool, not_ready: Callable[[], str | N
     return None if pending is None else {"error_msg": pending}
 
 
-async def _endpoint_workers(request: web.Request) -> web.StreamResponse:
-    ident = await _read_id(request)
-    if isinstance(ident, web.Response):
-        return ident
-    account = _account(request)
-    scripted = account.reply(request.path, ident)
-    if scripted is not None:
-        return await send(request, scripted)
-    workers = account.endpoint_workers(ident)
-    refusal = _refusal("endpoint", ident, workers is not None, lambda: account.not_ready(ident))
-    return web.json_response(workers if refusal is None else refusal)
+def _worker_list(
+    what: str,
+    workers_of: Callable[[Account, int], list[dict[str, Any]] | None],
+    endpoint_of: Callable[[Account, int], int],
+) -> Callable[[web.Request], Any]:
+    """A POST handler for a worker-list call (`what`: endpoint or workergroup): the key, the id,
+    then the account's scripted reply if it has one, else its workers or Vast's refusal."""
 
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ident = await _read_id(request)
+        if isinstance(ident, web.Response):
+            return ident
+        account = _account(request)
+        scripted = account.reply(request.path, ident)
+        if scripted is not None:
+            return await send(request, scripted)
+        workers = workers_of(account, ident)
+        refusal = _refusal(
+            what, ident, workers is not None, lambda: account.not_ready(endpoint_of(account, ident))
+        )
+        if refusal is not None:
+            return web.json_response(refusal)
+        # The documented {"workers": [...]} shape, from one group; the others answer a bare list.
+        shaped = what == "workergroup" and ident == OBJECT_SHAPE_GROUP_ID
+        return web.json_response({"workers": workers} if shaped else workers)
 
-async def _group_workers(request: web.Request) -> web.StreamResponse:
-    ident = await _read_id(request)
-    if isinstance(ident, web.Response):
-        return ident
-    account = _account(request)
-    scripted = account.reply(request.path, ident)
-    if scripted is not None:
-        return await send(request, scripted)
-    workers = account.group_workers(ident)
-    refusal = _refusal(
-        "workergroup",
-        ident,
-        workers is not None,
-        lambda: account.not_ready(account.group_endpoint(ident)),
-    )
-    if refusal is not None:
-        return web.json_response(refusal)
-    # The documented {"workers": [...]} shape, from one group; the others answer a bare list.
-    return web.json_response({"workers": workers} if ident == OBJECT_SHAPE_GROUP_ID else workers)
+    return handler
 
 
 def _account_read(
@@ -198,14 +193,18 @@ def _charges(account: Account, request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=status)
 
 
-async def _charges_or_login(request: web.Request) -> web.StreamResponse:
-    """GET /api/v0/charges/: 403 without a key (show_charges.yaml)."""
-    if not _bearer(request):
-        return web.json_response(
-            {"success": False, "error": "auth_error", "msg": "This action requires login."},
-            status=403,
-        )
-    return await _account_read(_charges)(request)
+def _login_first(handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+    """403 without a key, before anything else (show_charges.yaml)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if not _bearer(request):
+            return web.json_response(
+                {"success": False, "error": "auth_error", "msg": "This action requires login."},
+                status=403,
+            )
+        return await handler(request)
+
+    return wrapped
 
 
 def create_app(
@@ -224,14 +223,22 @@ def create_app(
     if rate_limits is None:
         rate_limits = {path: instance_list.RateLimit() for path in (paths.INSTANCES, paths.CHARGES)}
     app[_LIMITS_KEY] = rate_limits
-    app.router.add_post(paths.ENDPOINT_WORKERS, _endpoint_workers)
+    endpoint_workers = _worker_list(
+        "endpoint", lambda account, ident: account.endpoint_workers(ident), lambda _, ident: ident
+    )
+    group_workers = _worker_list(
+        "workergroup",
+        lambda account, ident: account.group_workers(ident),
+        lambda account, ident: account.group_endpoint(ident),
+    )
+    app.router.add_post(paths.ENDPOINT_WORKERS, endpoint_workers)
     for path in paths.GROUP_WORKERS:
-        app.router.add_post(path, _group_workers)
+        app.router.add_post(path, group_workers)
     app.router.add_get(paths.ENDPTJOBS, _account_read(_endpoints))
     app.router.add_get(paths.WORKERGROUPS, _account_read(_groups))
     app.router.add_get(paths.AUTOJOBS, _account_read(_groups))
     app.router.add_get(paths.USER, _account_read(_user))
-    app.router.add_get(paths.CHARGES, _charges_or_login)
+    app.router.add_get(paths.CHARGES, _login_first(_account_read(_charges)))
     app.router.add_get(paths.INSTANCES, _account_read(_instances_v1))
     app.router.add_get(paths.INSTANCES_V0, _account_read(_instances_v0))
     return app
