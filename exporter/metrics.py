@@ -265,9 +265,9 @@ class SnapshotCollector:
             if row.worker.deployment is not None:
                 deployment.add_metric((*row.labels(), row.worker.deployment), 1)
         yield deployment
-        yield from self._instance_families()
+        yield from self._instance_families(rows)
 
-    def _instance_families(self) -> Iterator[Metric]:
+    def _instance_families(self, rows: tuple[WorkerRow, ...]) -> Iterator[Metric]:
         """Price, bill, GPU and hardware of the workers whose instance the list shows."""
         families = {
             metric: GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
@@ -286,7 +286,7 @@ class SnapshotCollector:
             INSTANCE_HELP,
             labels=(*WORKER_LABELS, *INSTANCE_LABEL_FIELDS),
         )
-        for row in self._snapshot.workers:
+        for row in rows:
             instance = row.instance
             if instance is None:
                 continue
