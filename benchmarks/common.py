@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakevast import Behaviour, FakeVast, worker  # noqa: E402
+from tests.fakevast import FakeVast, Reply, worker  # noqa: E402
 from tests.harness import (  # noqa: E402
     API_KEY,
     ExporterProcess,
@@ -114,7 +114,7 @@ async def running_fake(
     try:
         for endpoint_id, items in plan.items():
             body = json.dumps(items).encode()
-            fake.set("endpoint", endpoint_id, Behaviour(body=body, delay=delay))
+            fake.set("endpoint", endpoint_id, Reply(body=body, delay=delay))
         yield fake
     finally:
         await fake.close()

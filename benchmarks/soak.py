@@ -24,9 +24,9 @@ import aiohttp
 from common import (
     API_KEY,
     FIRST_WORKER_ID,
-    Behaviour,
     ExporterProcess,
     FakeVast,
+    Reply,
     endpoint_ids,
     machine,
     realistic_worker,
@@ -49,14 +49,14 @@ class Scrapes:
     errors: list[str] = field(default_factory=list)
 
 
-def churning_target(rng: random.Random, ids: itertools.count, size: int) -> Callable[[], Behaviour]:
+def churning_target(rng: random.Random, ids: itertools.count, size: int) -> Callable[[], Reply]:
     """A target whose answers fail a third of the time and whose workers keep changing."""
     faults = itertools.cycle(
         [behaviour for behaviour, _ in FAILURES.values()] + [failure(200, [], delay=3.0)]
     )
     current = [next(ids) for _ in range(size)]
 
-    def answer() -> Behaviour:
+    def answer() -> Reply:
         if rng.random() < FAULT_SHARE:
             return next(faults)
         for index in rng.sample(range(size), max(1, int(size * CHURN_SHARE))):

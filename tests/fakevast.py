@@ -37,8 +37,6 @@ USER_ID = 42
 USER_EMAIL = "someone@example.com"
 USER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser someone@laptop"
 
-Behaviour = Reply  # what a target answers: a Reply, or a function returning one per request
-
 
 def workers(*items: dict[str, Any], shape: str = "list") -> Reply:
     """A worker list, bare (`list`) or in the documented {"workers": [...]} shape (`object`)."""
@@ -88,7 +86,7 @@ class Request:
     query: str = ""
 
 
-Script = Reply | Callable[[], Reply]
+Script = Reply | Callable[[], Reply]  # what a target answers: a Reply, or one per request
 
 
 class FakeVast:
@@ -266,7 +264,7 @@ def worker(worker_id: Any, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def rotating(behaviours: Iterable[Behaviour]) -> Callable[[], Behaviour]:
+def rotating(behaviours: Iterable[Reply]) -> Callable[[], Reply]:
     """A behaviour function that answers with each of `behaviours` in turn, forever."""
     cycle = itertools.cycle(list(behaviours))
     return lambda: next(cycle)

@@ -11,13 +11,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import soak_seconds
-from .fakevast import FAILURES, Behaviour, FakeVast, failure, rotating, worker, workers
+from .fakevast import FAILURES, FakeVast, Reply, failure, rotating, worker, workers
 from .harness import API_KEY, fast_config, series
 
 STORM_TARGETS = 20
 
 
-def storm_behaviours(offset: int) -> list[Behaviour]:
+def storm_behaviours(offset: int) -> list[Reply]:
     """Every failure form, a timeout and a good answer, starting at a different form per target."""
     forms = [behaviour for behaviour, _ in FAILURES.values()]
     forms += [
@@ -94,7 +94,7 @@ async def test_worker_churn_keeps_series_and_memory_bounded(
 ) -> None:
     fresh_ids = itertools.count(1_000_000)
 
-    def new_workers() -> Behaviour:
+    def new_workers() -> Reply:
         return workers(*[worker(next(fresh_ids), status="running") for _ in range(50)])
 
     for target in range(4):
