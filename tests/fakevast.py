@@ -33,7 +33,6 @@ USER_PATH = paths.USER
 CHARGES_PATH = paths.CHARGES
 AUTOGROUP_PATH = paths.AUTOGROUP_WORKERS
 WORKERGROUP_PATH = paths.WORKERGROUP_WORKERS
-USER_ID = 42
 USER_EMAIL = "someone@example.com"
 USER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser someone@laptop"
 
@@ -97,8 +96,6 @@ class FakeVast:
     `set_instances`, and today's charges from `charge_nodes`; `listings` scripts any account
     read by path. `group_paths` and `listing_paths` say which calls exist (others: 404), as
     Vast's calls have been renamed over time."""
-
-    user_id = USER_ID
 
     def __init__(
         self,

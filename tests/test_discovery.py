@@ -178,6 +178,9 @@ async def test_no_endpoints_and_the_older_groups_path(run_exporter) -> None:
     fake = await FakeVast(API_KEY).start()
     try:
         fake.listing_paths = (ENDPTJOBS_PATH, AUTOJOBS_PATH)  # /workergroups/ answers 404
+        # The form seen in practice (vast-api.md); the simulator answers the OpenAPI's JSON one,
+        # which test_fixtures.py's endptjobs.400.json covers.
+        fake.listings[ENDPTJOBS_PATH] = failure(400, "No endpoints for user 42 found.")
         fake.set("endpoint", 7, workers(worker(7)))
         config = discovery_config(fake)
         config["endpoints"] = [{"id": 7, "name": "mine"}]
@@ -186,6 +189,7 @@ async def test_no_endpoints_and_the_older_groups_path(run_exporter) -> None:
             lambda s: value(s, "vastai_target_up", kind="listing") == 1.0
         )
         assert polled(samples) == {"endpoint/7"}  # HTTP 400 "No endpoints ..." = none
+        del fake.listings[ENDPTJOBS_PATH]
         fake.set_account([endpoint(8, "e8")], [worker_group(81, 8, "e8")])
         fake.set("worker_group", 81, workers(worker(81)))
         samples = await exporter.wait_for_metrics(lambda s: "81" in worker_labels(s), timeout=5)

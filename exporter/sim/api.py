@@ -26,11 +26,9 @@ from .reply import Reply, send
 class Account(Protocol):
     """What the simulated API answers from."""
 
-    user_id: int
-
     def reply(self, path: str, ident: int | None) -> Reply | None:
-        """An answer that replaces the normal one: for a worker list (`ident` its id, checked
-        after the key), or for an account read (`ident` None, before the key is checked)."""
+        """An answer that replaces the normal one, asked once the key is checked: for a worker
+        list (`ident` its id) or an account read (`ident` None)."""
 
     def endpoint_workers(self, endpoint_id: int) -> list[dict[str, Any]] | None: ...
     def group_workers(self, group_id: int) -> list[dict[str, Any]] | None: ...
@@ -162,10 +160,12 @@ def _account_read(
 
 
 def _endpoints(account: Account, request: web.Request) -> web.StreamResponse:
-    """GET /api/v0/endptjobs/; an account without endpoints is HTTP 400 (see vast-api.md)."""
+    """GET /api/v0/endptjobs/; an account without endpoints is HTTP 400 invalid_args, as
+    vast-ai/docs api-reference/openapi.yaml (/api/v0/endptjobs, 400) shows it."""
     results = account.endpoints()
     if not results:
-        return _text(400, f"No endpoints for user {account.user_id} found.")
+        body = {"success": False, "error": "invalid_args", "msg": "No endpoints for user found"}
+        return web.json_response(body, status=400)
     return web.json_response({"success": True, "results": results})
 
 

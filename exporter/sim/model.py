@@ -207,8 +207,6 @@ def _api_key_for(seed: int, kind: str, ident: int) -> str:
 class Simulation:
     """Seeded, clock-driven state of a small Vast.ai serverless account."""
 
-    user_id = USER_ID
-
     def __init__(
         self, seed: int = 1, clock: Callable[[], float] = time.time, flaky: bool = True
     ) -> None:
