@@ -20,40 +20,26 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from . import __version__, service
-from .config import (
-    BillingSettings,
-    Config,
-    ConfigError,
-    DiscoverySettings,
-    InstancesSettings,
-    Kind,
-    PollingSettings,
-    Target,
-    VastSettings,
-    config_schema,
-    load_config,
-    resolve_api_key,
-)
-from .discovery import Shard
+from . import __version__
+from .config import Config, ConfigError, config_schema, load_config, resolve_api_key
+from .listen import ListenAddress, UsageError, parse_listen_address
 from .logs import LEVELS, RedactingFilter, setup_logging
+from .reads import ACCOUNT_READS
 from .server import ExporterApp
 from .service import Exporter
+from .settings import PollingSettings, VastSettings
+from .targets import Kind, Shard, Target
 from .webconfig import LiveWebConfig
 
 log = logging.getLogger("exporter")
 
 PROG = "vastai-exporter"
 DEFAULT_PORT = 9840
-ACCOUNT_READS = {read.kind for read in service.ACCOUNT_READS}  # kinds of the account reads
+READ_KINDS = {read.kind for read in ACCOUNT_READS}  # kinds of the account reads' targets
 SHUTDOWN_TIMEOUT = 2.0  # for HTTP requests in flight
 SHUTDOWN_DEADLINE = 4.5  # the whole shutdown; the contract is 5 s
 GIL_SWITCH_INTERVAL = 0.00025
 DEMO_API_KEY = "demo-key-not-a-secret"
-
-
-class UsageError(Exception):
-    """Bad command-line flags (exit 2)."""
 
 
 class StartupError(Exception):
@@ -146,22 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
-
-
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str | None  # None: every interface
-    port: int
-
-
-def parse_listen_address(value: str) -> ListenAddress:
-    """`:9840`, `0.0.0.0:9840`, `127.0.0.1:9840`, `[::1]:9840` or `localhost:9840`."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise UsageError(f"--web.listen-address: expected HOST:PORT, got {value!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return ListenAddress(host or None, int(port_text))
 
 
 @dataclass(frozen=True)
@@ -258,8 +228,7 @@ def _run(config: Config | None, api_key: str, listen: ListenAddress, options: Ru
 
 def demo_config(api_url: str) -> Config:
     """What --demo polls, every 2 s: the simulator's endpoints, configured as a user would,
-    and its worker groups, found by account discovery; its instance list (GPUs, prices) and
-    its billing (credit, today's charges)."""
+    and every account read with its demo settings (its worker groups found by discovery)."""
     from . import sim
 
     endpoints = tuple(
@@ -270,11 +239,9 @@ def demo_config(api_url: str) -> Config:
     return Config(
         vast=VastSettings(api_url=api_url, console_url=api_url, timeout=5.0),
         polling=PollingSettings(interval=2.0, concurrency=8, stale_after=60.0),
-        discovery=DiscoverySettings(enabled=True, interval=10.0),
         targets=endpoints,
         source="--demo",
-        instances=InstancesSettings(enabled=True, interval=10.0),
-        billing=BillingSettings(enabled=True, interval=60.0),
+        **{read.section: read.settings_type(**read.demo) for read in ACCOUNT_READS},
     )
 
 
@@ -419,7 +386,7 @@ async def start_serving(
         # every target known now, the account reads (ACCOUNT_READS) included; discovered ones
         # follow the first listing, and the first-round line counts them
         "targets": len(states),
-        "account_reads": sum(state.target.kind in ACCOUNT_READS for state in states),
+        "account_reads": sum(state.target.kind in READ_KINDS for state in states),
         "discovery": config.discovery.enabled,
         "shard": f"{options.shard.index}/{options.shard.count}",
         "interval": f"{config.polling.interval:g}s",

@@ -7,30 +7,17 @@ silently ignored becomes a target that is never polled.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .settings import (
-    BOOL,
-    DURATION,
-    PATH,
-    POSITIVE_INT,
-    RATE,
-    REGEX,
-    SIZE,
-    URL,
-    Minimum,
-    parse_section,
-    section_schema,
-    setting,
-)
+from .reads import ACCOUNT_READS
+from .settings import PollingSettings, VastSettings, parse_section, section_schema
 from .settings import parse_duration as parse_duration  # re-exported: a public helper
+from .targets import Kind, Target
 
 API_KEY_ENV = "VAST_API_KEY"
 
@@ -61,145 +48,33 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-# A listing is rate-limited per key: reading it more than once a second only earns 429s.
-ONCE_A_SECOND = Minimum(1.0, "must be at least 1s (Vast rate-limits it)")
-
-
-@dataclass(frozen=True)
-class VastSettings:
-    """Where the Vast API is, and how the exporter talks to it."""
-
-    api_url: str = setting("https://run.vast.ai", URL, "Host of the worker-list calls")
-    console_url: str = setting(
-        "https://console.vast.ai", URL, "Host of the account reads (listing, instances, billing)"
-    )
-    api_key_file: str | None = setting(
-        None, PATH, "File holding the API key; else the VAST_API_KEY environment variable"
-    )
-    timeout: float = setting(10.0, DURATION, "Timeout of one request")
-    max_response_bytes: int = setting(
-        32 * 1024 * 1024, SIZE, "A larger answer is refused (invalid_response), unread"
-    )
-
-
-@dataclass(frozen=True)
-class PollingSettings:
-    """How the worker lists are polled."""
-
-    interval: float = setting(30.0, DURATION, "Time between two polls of one target")
-    concurrency: int = setting(8, POSITIVE_INT, "Requests in flight at most")
-    stale_after: float = setting(
-        300.0, DURATION, "How long a failing target's last-known workers stay exported"
-    )
-    max_workers_per_target: int = setting(
-        10_000, POSITIVE_INT, "Workers past this many in one answer are dropped"
-    )
-    max_requests_per_second: float = setting(
-        0.0, RATE, "Worker-list requests per second at most, over all targets; 0: no limit"
-    )
-
-
-@dataclass(frozen=True)
-class DiscoverySettings:
-    """Account discovery: poll every endpoint and worker group the account listing shows."""
-
-    enabled: bool = setting(False, BOOL, "Poll what the account listing shows")
-    interval: float = setting(
-        300.0, DURATION, "How often the account listing is read", ONCE_A_SECOND
-    )
-    include: str | None = setting(
-        None, REGEX, "Only endpoints whose endpoint_name matches", nullable=True
-    )
-    exclude: str | None = setting(
-        None, REGEX, "No endpoint whose endpoint_name matches", nullable=True
-    )
-
-    def wants(self, endpoint_name: str) -> bool:
-        if self.include is not None and not re.search(self.include, endpoint_name):
-            return False
-        return self.exclude is None or not re.search(self.exclude, endpoint_name)
-
-
-@dataclass(frozen=True)
-class InstancesSettings:
-    """The account's v1 instance list: each worker's price, GPU and memory."""
-
-    enabled: bool = setting(False, BOOL, "Read the v1 instance list for the polled workers")
-    interval: float = setting(
-        60.0,
-        DURATION,
-        "A read starts this often, or when the previous one ends if later",
-        ONCE_A_SECOND,
-    )
-    page_interval: float = setting(
-        1.0,
-        DURATION,
-        "Pages of a read at least this far apart",
-        Minimum(1.0, "must be at least 1s (Vast allows one request a second on the instance list)"),
-    )
-
-
-@dataclass(frozen=True)
-class BillingSettings:
-    """The account's credit and today's charges (needs a key with billing read permission)."""
-
-    enabled: bool = setting(False, BOOL, "Read the credit and today's charges")
-    interval: float = setting(
-        300.0,
-        DURATION,
-        "How often the billing read runs",
-        Minimum(60.0, "must be at least 1m (charges change slowly)"),
-    )
-
-
-# Section name -> its declaration, in the order of config.example.yaml.
+# The sections of the file: the core ones, then each account read's, in the order of
+# config.example.yaml (a test holds the example to it).
 SECTIONS: dict[str, type] = {
     "vast": VastSettings,
     "polling": PollingSettings,
-    "discovery": DiscoverySettings,
-    "instances": InstancesSettings,
-    "billing": BillingSettings,
+    **{read.section: read.settings_type for read in ACCOUNT_READS},
 }
 
-
-class Kind(StrEnum):
-    """What a target is: polled for workers, or one of the periodic account reads."""
-
-    ENDPOINT = "endpoint"
-    WORKER_GROUP = "worker_group"
-    LISTING = "listing"  # the account listing (discovery)
-    INSTANCES = "instances"  # the v1 instance list
-    BILLING = "billing"  # credit and today's charges
-
-
-@dataclass(frozen=True)
-class Target:
-    """One thing to poll: an endpoint or a worker group.
-
-    `endpoint_id`/`endpoint_name` are what this target's workers are labelled with; for a worker
-    group they come from its configured `endpoint_id` and that endpoint's configured name.
-    """
-
-    kind: Kind
-    id: int | str
-    name: str = ""
-    endpoint_id: int | None = None
-    endpoint_name: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}/{self.id}"
-
-
-@dataclass(frozen=True)
-class Config:
-    vast: VastSettings = field(default_factory=VastSettings)
-    polling: PollingSettings = field(default_factory=PollingSettings)
-    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
-    targets: tuple[Target, ...] = ()
-    source: str = "<defaults>"
-    instances: InstancesSettings = field(default_factory=InstancesSettings)
-    billing: BillingSettings = field(default_factory=BillingSettings)
+_Config = make_dataclass(
+    "Config",
+    [
+        ("vast", VastSettings, field(default_factory=VastSettings)),
+        ("polling", PollingSettings, field(default_factory=PollingSettings)),
+        ("targets", tuple[Target, ...], field(default=())),
+        ("source", str, field(default="<defaults>")),
+        *(
+            (read.section, read.settings_type, field(default_factory=read.settings_type))
+            for read in ACCOUNT_READS
+        ),
+    ],
+    frozen=True,
+)
+_Config.__module__ = __name__
+_Config.__doc__ = """A validated configuration: `vast`, `polling`, the targets, where it came
+from, and one attribute per account read, named by its section (`discovery`, `instances`,
+`billing`, ...): the fields are made from ACCOUNT_READS, so a new read adds its own."""
+Config: Any = _Config  # built at import time: a type checker cannot see its read sections
 
 
 def load_yaml_file(path: str | os.PathLike[str]) -> Any:

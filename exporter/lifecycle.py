@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .config import Kind, Target
 from .parsing import Worker
+from .targets import Kind, Target
 
 # Upper bounds of the cold-start histogram: 15s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h (+Inf).
 BUCKETS = (15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)

@@ -19,7 +19,6 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .config import Kind, Target
 from .fields import (
     INSTANCE_FIELDS,
     INSTANCE_LABEL_FIELDS,
@@ -30,6 +29,7 @@ from .lifecycle import BUCKETS, EndpointLifecycle
 from .parsing import REASONS, Instance, Worker
 from .pricing import billed_dollars_per_hour
 from .scheduler import TargetState
+from .targets import Kind, Target
 
 WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")

@@ -382,14 +382,6 @@ class Instance:
     values: dict[str, float]  # INSTANCE_FIELDS metric suffix -> value
 
 
-@dataclass(frozen=True, slots=True)
-class InstancePage:
-    """One page of GET /api/v1/instances/: its instances by id and the cursor to the next."""
-
-    instances: dict[str, Instance]
-    next_token: str | None
-
-
 def parse_instance(item: dict[str, Any]) -> Instance | None:
     """An Instance from one record (every field may be missing or null); None without an id.
 
@@ -411,15 +403,15 @@ def parse_instance(item: dict[str, Any]) -> Instance | None:
     )
 
 
-def parse_instance_page(payload: Any) -> InstancePage:
-    """`{"success": true, "instances": [...], "next_token": "..." | null, ...}`."""
+def parse_instance_page(payload: Any) -> dict[str, Instance]:
+    """The instances, by id, of one page `{"success": true, "instances": [...], "next_token":
+    ...}` (the cursor is the paging's: exporter.reads.base.next_token)."""
     instances = {}
     for item in parse_results(payload, "instances"):
         instance = parse_instance(item)
         if instance is not None:
             instances[instance.id] = instance
-    token = payload.get("next_token") if isinstance(payload, dict) else None
-    return InstancePage(instances, token if isinstance(token, str) and token else None)
+    return instances
 
 
 def _label_number(value: Any) -> str:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from .clock import loop_time
-from .config import PollingSettings, Target
 from .parsing import REASONS, NotReady, PollError, Worker
+from .settings import PollingSettings
+from .targets import Target
 
 log = logging.getLogger(__name__)
 

@@ -16,24 +16,21 @@ from typing import Any
 
 import aiohttp
 
-from .billing import BillingRead
 from .clock import loop_time
-from .config import Config, ConfigError, Kind, Target, load_config, resolve_api_key
-from .discovery import ListingRead, PeriodicReader, Shard, discovered_targets, merge_targets
-from .instances import InstancesRead
+from .config import Config, ConfigError, load_config, resolve_api_key
 from .lifecycle import LifecycleTracker
 from .metrics import ReloadStatus, View
+from .pacing import Pacing
 from .parsing import Worker
-from .reads import AccountRead
+from .reads import ACCOUNT_READS, AccountRead, PeriodicReader
 from .render_loop import MetricsCache
 from .scheduler import Scheduler, TargetState
-from .traffic import RequestCounter, TokenBucket
-from .vast import VastClient, create_session
+from .targets import Kind, Shard, Target, merge_targets
+from .traffic import RequestCounter
+from .vast import WORKER_LISTS, VastClient, create_session
 
 log = logging.getLogger("exporter")
 FIRST_ROUND_WAIT = 60.0  # seconds the first instance read waits for the first poll round
-# The periodic account reads, in the order their metric families are written.
-ACCOUNT_READS: tuple[type[AccountRead], ...] = (ListingRead, InstancesRead, BillingRead)
 
 
 class Exporter:
@@ -61,7 +58,8 @@ class Exporter:
         self._on_new_key = on_new_key
         self._session = create_session(config.polling.concurrency)
         self._requests = RequestCounter()
-        self._pacer = TokenBucket(config.polling.max_requests_per_second)
+        paths = (*WORKER_LISTS, *(path for read in ACCOUNT_READS for path in read.paths))
+        self._pacing = Pacing(paths, config.polling.max_requests_per_second)
         self._client = self._new_client(config, api_key, {})
         self._reads: dict[Kind, AccountRead] = {read.kind: read(self) for read in ACCOUNT_READS}
         self._old_sessions: set[asyncio.Task[None]] = set()
@@ -88,8 +86,7 @@ class Exporter:
     async def close(self) -> None:
         async with self._reload_lock:  # a reload in progress finishes first; none starts after
             self._closing = True
-        for kind in list(self._reader_tasks):
-            self._stop_reader(kind)
+        await _ended([self._stop_reader(kind) for kind in list(self._reader_tasks)])
         await self.scheduler.stop()
         if self._render_task is not None:
             self._render_task.cancel()
@@ -121,11 +118,11 @@ class Exporter:
                     ReloadStatus(False, self.cache.reload.success_timestamp),
                 )
                 return str(exc)
-            self._apply(config, api_key)
+            await self._apply(config, api_key)
             log.info("config reloaded", extra={"fields": {"targets": len(self.states())}})
             return None
 
-    def _apply(self, config: Config, api_key: str) -> None:
+    async def _apply(self, config: Config, api_key: str) -> None:
         old = self.config
         if api_key != self._api_key:
             self._on_new_key(api_key)
@@ -140,22 +137,25 @@ class Exporter:
         ):
             self._client = self._new_client(config, api_key, self._client.known_paths)
         self.config, self._api_key = config, api_key
-        self._pacer.set_rate(config.polling.max_requests_per_second)
+        self._pacing.set_rate(config.polling.max_requests_per_second)
         self.scheduler.update_polling(config.polling)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
         )
-        self._configure_readers()  # first: turning discovery off forgets the account
+        stopped = self._configure_readers()  # first: turning discovery off forgets the account
         self._set_targets()
+        await _ended(stopped)
 
     # --- targets and discovery ----------------------------------------------------------------
 
     def _set_targets(self) -> None:
         """Poll this shard's share of the configured and discovered targets."""
-        listing = self._reads[Kind.LISTING]
-        account = listing.account if isinstance(listing, ListingRead) else None
-        found = discovered_targets(account, self.config.discovery) if account else []
-        listed = {e.id: e.name for e in account.endpoints} if account else {}
+        found: list[Target] = []
+        listed: dict[int, str] = {}
+        for read in self._reads.values():
+            targets, names = read.found_targets()
+            found += targets
+            listed |= names
         self.targets = targets = merge_targets(self.config.targets, found, listed)
         # Endpoint names (for reads that know endpoints by id): as the targets name them,
         # else as the listing does.
@@ -190,13 +190,16 @@ class Exporter:
                 extra={"fields": {"endpoints": ",".join(map(str, split))}},
             )
 
-    def _configure_readers(self) -> None:
-        """Start, retune or stop each account read as the config says."""
+    def _configure_readers(self) -> list[asyncio.Task[None]]:
+        """Start, retune or stop each account read as the config says; the stopped tasks, for
+        the caller to await."""
+        stopped = []
         for read in self._reads.values():
             read.configure()
             enabled, interval = read.schedule()
             if not enabled:
-                self._stop_reader(read.kind)
+                if (task := self._stop_reader(read.kind)) is not None:
+                    stopped.append(task)
                 continue
             reader = self._readers.get(read.kind)
             if reader is None:
@@ -207,12 +210,15 @@ class Exporter:
             reader.set_interval(interval)
             if read.kind not in self._reader_tasks:
                 self._reader_tasks[read.kind] = asyncio.create_task(reader.run(), name=read.kind)
+        return stopped
 
-    def _stop_reader(self, kind: Kind) -> None:
+    def _stop_reader(self, kind: Kind) -> asyncio.Task[None] | None:
+        """Cancel a read's task (returned, to be awaited) and forget what it read."""
         task = self._reader_tasks.pop(kind, None)
         if task is not None:
             task.cancel()
         self._reads[kind].clear()
+        return task
 
     def _views(self) -> tuple[View, ...]:
         """What the running account reads add to the next snapshot."""
@@ -274,7 +280,7 @@ class Exporter:
             console_url=vast.console_url,
             known_paths=known_paths,
             counter=self._requests,
-            pacer=self._pacer,
+            pacing=self._pacing,
         )
 
     async def _fetch(self, target: Target) -> list[Worker]:
@@ -288,21 +294,11 @@ class Exporter:
     def settings(self) -> list[tuple[str, str]]:
         """What the landing page shows of the running config (no key: the config holds none)."""
         config = self.config
-        vast, polling, discovery = config.vast, config.polling, config.discovery
-        if discovery.enabled:
-            found = (
-                f"on, listing read every {_seconds(discovery.interval)}, include "
-                f"{discovery.include or 'every endpoint'}, exclude {discovery.exclude or 'none'}"
-            )
-        else:
-            found = "off"
-        instances, billing = config.instances, config.billing
-        instance_list = (
-            f"on, every {_seconds(instances.interval)}, pages "
-            f"{_seconds(instances.page_interval)} apart"
-            if instances.enabled
-            else "off"
-        )
+        vast, polling = config.vast, config.polling
+        reads = []
+        for read in ACCOUNT_READS:
+            settings = getattr(config, read.section)
+            reads.append((read.section, read.describe(settings) if settings.enabled else "off"))
         return [
             ("config file", config.source),
             ("API base URL", vast.api_url),
@@ -311,9 +307,7 @@ class Exporter:
             ("poll interval", f"{_seconds(polling.interval)} (up to 5% jitter)"),
             ("concurrency", str(polling.concurrency)),
             ("stale after", _seconds(polling.stale_after)),
-            ("discovery", found),
-            ("instances", instance_list),
-            ("billing", f"on, every {_seconds(billing.interval)}" if billing.enabled else "off"),
+            *reads,
             ("shard", f"{self.shard.index} of {self.shard.count}"),
         ]
 
@@ -339,6 +333,11 @@ class Exporter:
             "workers": len({i for state in states if state.up for i in state.worker_ids()}),
         }
         log.info("first poll round done", extra={"fields": fields})
+
+
+async def _ended(tasks: list[asyncio.Task[None] | None]) -> None:
+    """Wait for cancelled tasks to end (a cancel is only a request)."""
+    await asyncio.gather(*(task for task in tasks if task is not None), return_exceptions=True)
 
 
 def _seconds(value: float) -> str:

@@ -3,7 +3,8 @@
 A section is a frozen dataclass whose fields are made with `setting(...)`. From that one
 declaration come the parser (`parse_section`: unknown keys refused, every error naming its
 key), the defaults, and the JSON Schema of the file (`section_schema`, for
-`vastai-exporter --config.schema`).
+`vastai-exporter --config.schema`). The two sections every run has, `vast` and `polling`, are
+declared here; each account read declares its own beside its code (`exporter/reads/`).
 """
 
 from __future__ import annotations
@@ -125,24 +126,24 @@ def parse_path(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Kind:
+class ValueType:
     """A type of setting: how a YAML value is read, and its JSON Schema."""
 
     parse: Callable[[Any], Any]
     schema: dict[str, Any]
 
 
-DURATION = Kind(
+DURATION = ValueType(
     parse_duration,
     {"type": ["string", "number"], "pattern": DURATION_PATTERN, "examples": ["30s", "1m30s"]},
 )
-SIZE = Kind(parse_size, {"type": ["string", "integer"], "examples": ["32MiB", 1048576]})
-URL = Kind(parse_url, {"type": "string", "format": "uri", "pattern": "^https?://"})
-BOOL = Kind(parse_bool, {"type": "boolean"})
-POSITIVE_INT = Kind(parse_positive_int, {"type": "integer", "minimum": 1})
-RATE = Kind(parse_rate, {"type": "number", "minimum": 0})
-REGEX = Kind(parse_regex, {"type": "string", "format": "regex"})
-PATH = Kind(parse_path, {"type": "string", "minLength": 1})
+SIZE = ValueType(parse_size, {"type": ["string", "integer"], "examples": ["32MiB", 1048576]})
+URL = ValueType(parse_url, {"type": "string", "format": "uri", "pattern": "^https?://"})
+BOOL = ValueType(parse_bool, {"type": "boolean"})
+POSITIVE_INT = ValueType(parse_positive_int, {"type": "integer", "minimum": 1})
+RATE = ValueType(parse_rate, {"type": "number", "minimum": 0})
+REGEX = ValueType(parse_regex, {"type": "string", "format": "regex"})
+PATH = ValueType(parse_path, {"type": "string", "minLength": 1})
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class Minimum:
 
 
 def setting(
-    default: Any, kind: Kind, doc: str, minimum: Minimum | None = None, nullable: bool = False
+    default: Any, kind: ValueType, doc: str, minimum: Minimum | None = None, nullable: bool = False
 ) -> Any:
     """A dataclass field that is a setting: its default, kind, help text and bound."""
     metadata = {"kind": kind, "doc": doc, "minimum": minimum, "nullable": nullable}
@@ -198,7 +199,7 @@ def section_schema(cls: type, description: str) -> dict[str, Any]:
     """The JSON Schema of one section, from the same declaration the parser reads."""
     properties = {}
     for spec in dataclasses.fields(cls):
-        kind: Kind = spec.metadata["kind"]
+        kind: ValueType = spec.metadata["kind"]
         schema = dict(kind.schema)
         if spec.metadata["nullable"]:
             schema["type"] = [*_types(schema), "null"]
@@ -220,3 +221,41 @@ def section_schema(cls: type, description: str) -> dict[str, Any]:
 def _types(schema: dict[str, Any]) -> list[str]:
     kind = schema["type"]
     return list(kind) if isinstance(kind, list) else [kind]
+
+
+# A path Vast rate-limits per key: reading it more than once a second only earns 429s.
+ONCE_A_SECOND = Minimum(1.0, "must be at least 1s (Vast rate-limits it)")
+
+
+@dataclass(frozen=True)
+class VastSettings:
+    """Where the Vast API is, and how the exporter talks to it."""
+
+    api_url: str = setting("https://run.vast.ai", URL, "Host of the worker-list calls")
+    console_url: str = setting(
+        "https://console.vast.ai", URL, "Host of the account reads (listing, instances, billing)"
+    )
+    api_key_file: str | None = setting(
+        None, PATH, "File holding the API key; else the VAST_API_KEY environment variable"
+    )
+    timeout: float = setting(10.0, DURATION, "Timeout of one request")
+    max_response_bytes: int = setting(
+        32 * 1024 * 1024, SIZE, "A larger answer is refused (invalid_response), unread"
+    )
+
+
+@dataclass(frozen=True)
+class PollingSettings:
+    """How the worker lists are polled."""
+
+    interval: float = setting(30.0, DURATION, "Time between two polls of one target")
+    concurrency: int = setting(8, POSITIVE_INT, "Requests in flight at most")
+    stale_after: float = setting(
+        300.0, DURATION, "How long a failing target's last-known workers stay exported"
+    )
+    max_workers_per_target: int = setting(
+        10_000, POSITIVE_INT, "Workers past this many in one answer are dropped"
+    )
+    max_requests_per_second: float = setting(
+        0.0, RATE, "Worker-list requests per second at most, over all targets; 0: no limit"
+    )

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from . import __version__
-from .config import Kind, Target
 from .logs import REDACTED
+from .pacing import ApiPath, Pacing
 from .parsing import (
     NotReady,
     PollError,
@@ -31,13 +31,23 @@ from .parsing import (
     parse_workers_payload,
     string_error,
 )
-from .traffic import RequestCounter, TokenBucket
+from .targets import Kind, Target
+from .traffic import RequestCounter
 
 T = TypeVar("T")
 
 ENDPOINT_PATH = "/get_endpoint_workers/"
 # The seed documents the first; newer docs show the second. Try in order, remember what works.
 WORKER_GROUP_PATHS = ("/get_autogroup_workers/", "/get_workergroup_workers/")
+# No limit is published for them: they share polling.max_requests_per_second (exporter/pacing.py).
+WORKER_LISTS = tuple(
+    ApiPath(path, 0.0, source, host="api")
+    for path, source in (
+        (ENDPOINT_PATH, "the seed; get_endpoint_workers.yaml"),
+        (WORKER_GROUP_PATHS[0], "the seed; get_autogroup_workers.yaml"),
+        (WORKER_GROUP_PATHS[1], "vast-ai/docs serverless guides"),
+    )
+)
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -76,7 +86,7 @@ class VastClient:
         console_url: str = "https://console.vast.ai",
         known_paths: dict[tuple[str, ...], str] | None = None,
         counter: RequestCounter | None = None,
-        pacer: TokenBucket | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
@@ -89,7 +99,9 @@ class VastClient:
         self.known_paths: dict[tuple[str, ...], str] = {} if known_paths is None else known_paths
         self._proxies = {url: proxy_for(url) for url in (self._api_url, self._console_url)}
         self._counter = counter or RequestCounter()
-        self._pacer = pacer  # worker-list requests only (polling.max_requests_per_second)
+        # Every path's spacing and 429 hold, and the worker lists' shared rate: the exporter's,
+        # outliving this client.
+        self.pacing = pacing or Pacing(WORKER_LISTS)
 
     async def fetch_workers(self, target: Target) -> list[Worker]:
         """The target's workers."""
@@ -110,7 +122,7 @@ class VastClient:
         instance tokens, the user's email).
         """
         with self._scrubbed():
-            return await self._get_listing(path, parse, params)
+            return await self._get_console(path, parse, params)
 
     async def first_that_exists(
         self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
@@ -145,13 +157,13 @@ class VastClient:
                 raise NotReady(exc.message.replace(self._api_key, REDACTED)) from None
             raise
 
-    async def _get_listing(
+    async def _get_console(
         self, path: str, parse: Callable[[Any], T], params: dict[str, str] | None = None
     ) -> T:
         status, headers, body = await self._request("GET", "console", path, params=params)
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
-        # Listing bodies hold secrets (endpoint api_keys, instance tokens): an error about one
+        # Account answers hold secrets (endpoint api_keys, instance tokens): an error about one
         # must not quote it, so decoding errors here say where, not what.
         return await _parse_off_loop(lambda: parse(decode_json(body, quote=False)), len(body))
 
@@ -169,12 +181,21 @@ class VastClient:
         payload: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any, bytes]:
-        """One request to `host` ("api": worker lists, paced; "console": account reads),
-        counted by its route (the path without query) and status code."""
+        """One request to `host` ("api": worker lists; "console": account reads), paced as
+        its path is declared, counted by its route (the path without query) and status code."""
+        async with self.pacing.request(path):
+            return await self._send(method, host, path, payload, params)
+
+    async def _send(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        params: dict[str, str] | None,
+    ) -> tuple[int, Any, bytes]:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
         base = self._api_url if host == "api" else self._console_url
-        if host == "api" and self._pacer is not None:
-            await self._pacer.acquire()
         code: str | None = "connection"
         try:
             async with self._session.request(
@@ -188,6 +209,8 @@ class VastClient:
                 proxy=self._proxies[base],
             ) as response:
                 code = str(response.status)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                self.pacing.answered(path, response.status, retry_after)
                 body = await self._read_capped(response)
                 return response.status, response.headers, body
         except TimeoutError:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.sim import Reply, create_app, instance_list, paths
+from exporter.sim import Reply, create_app, paths, ratelimit
 from exporter.sim.billing import DAY, charges_answer
 
 ENDPOINT_PATH = paths.ENDPOINT_WORKERS
@@ -104,8 +104,8 @@ class FakeVast:
     ) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        # Vast's limits (instance_list.RateLimit) by path: none unless a test sets one.
-        self.rate_limits: dict[str, instance_list.RateLimit] = {}
+        # Vast's limits (ratelimit.RateLimit) by path: none unless a test sets one.
+        self.rate_limits: dict[str, ratelimit.RateLimit] = {}
         self.listing_paths = (
             ENDPTJOBS_PATH,
             WORKERGROUPS_PATH,

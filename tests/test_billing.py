@@ -11,8 +11,14 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from exporter.billing import Charges, add_charges, complete_totals, day_range
-from exporter.config import BillingSettings, ConfigError, parse_config
+from exporter.config import ConfigError, parse_config
+from exporter.reads.billing import (
+    BillingSettings,
+    Charges,
+    add_charges,
+    complete_totals,
+    day_range,
+)
 
 from .fakevast import (
     CHARGES_PATH,
@@ -120,9 +126,10 @@ async def test_credit_and_charges_per_endpoint_group_and_type(
     assert day["gte"] % 86400 == 0 and day["gte"] <= before < day["gte"] + 86400
     assert day["gte"] <= day["lte"] <= time.time()
     assert queries[0]["format"] == "tree" and queries[0]["limit"] == "500"
-    # Calls at least a second apart (Vast's limit on these paths).
-    calls = [r.at for r in fake_vast.requests if r.path in (USER_PATH, CHARGES_PATH)]
-    assert all(b - a >= 1.0 for a, b in itertools.pairwise(calls))
+    # Each path's calls at least a second apart (Vast limits per path: exporter/pacing.py).
+    for path in (USER_PATH, CHARGES_PATH):
+        calls = [r.at for r in fake_vast.requests if r.path == path]
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(calls)), path
     # Personal data of the user record: nowhere.
     page = (await exporter.get("/"))[1]
     for text in (await exporter.scrape(), page, caplog.text):
@@ -196,7 +203,7 @@ def test_groups_without_an_endpoint_wrapper_count_under_their_metadata_endpoint(
 
 
 def test_user_record_parsing_keeps_only_money() -> None:
-    from exporter.billing import parse_user
+    from exporter.reads.billing import parse_user
 
     assert parse_user(user_record(credit=5.0, balance=None)) == (5.0, None)
     assert parse_user({"credit": "12.5", "balance": 3, "email": "x@y"}) == (12.5, 3.0)

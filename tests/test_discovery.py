@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 import yaml
 
-from exporter.config import ConfigError, DiscoverySettings, Target, parse_config
-from exporter.discovery import Account, Shard, discovered_targets, merge_targets
+from exporter.config import ConfigError, parse_config
 from exporter.parsing import EndpointInfo, GroupInfo
+from exporter.reads.listing import Account, DiscoverySettings, discovered_targets
+from exporter.targets import Shard, Target, merge_targets
 
 from .fakevast import (
     AUTOJOBS_PATH,

@@ -29,9 +29,9 @@ from exporter.exposition import (
     render_simple,
     wants_openmetrics,
 )
-from exporter.instances import InstancesView
 from exporter.metrics import Snapshot, SnapshotCollector, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
+from exporter.reads.instances import InstancesView
 from exporter.render_loop import MetricsCache
 from exporter.scheduler import TargetState
 

@@ -12,9 +12,10 @@ import logging
 
 import pytest
 
-from exporter.config import ConfigError, InstancesSettings, parse_config
+from exporter.config import ConfigError, parse_config
 from exporter.fields import INSTANCE_COLUMNS
-from exporter.sim import instance_list
+from exporter.reads.instances import InstancesSettings
+from exporter.sim import instance_list, ratelimit
 
 from .fakevast import (
     INSTANCES_PATH,
@@ -120,7 +121,7 @@ async def test_pages_are_followed_to_the_end_and_spaced(fake_vast: FakeVast, run
     ids = list(range(1000, 1060))  # 60 workers: pages of 25, 25 and 10
     fake_vast.set("endpoint", 10, workers(*(worker(i) for i in ids)))
     fake_vast.set_instances([instance(i, "RTX 4090", 0.3) for i in ids])
-    fake_vast.rate_limits[INSTANCES_PATH] = instance_list.RateLimit()  # 1 s; faster calls: 429
+    fake_vast.rate_limits[INSTANCES_PATH] = ratelimit.RateLimit()  # 1 s; faster calls: 429
     exporter = await run_exporter(instances_config(fake_vast, interval="1m"))
     samples = await exporter.wait_for_metrics(
         lambda s: len(by_worker(s, "vastai_worker_instance_info")) == 60, timeout=10

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from exporter.config import load_config
-from exporter.discovery import Shard
 from exporter.lifecycle import BUCKETS
 from exporter.service import Exporter
+from exporter.targets import Shard
 
 from .fakevast import FakeVast, failure, worker, workers
 from .harness import API_KEY, Samples, fast_config, series

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.billing import BillingView
 from exporter.config import Target
-from exporter.discovery import ListingView
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
 from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
-from exporter.instances import InstancesView
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
+from exporter.reads.billing import BillingView
+from exporter.reads.instances import InstancesView
+from exporter.reads.listing import ListingView
 from exporter.scheduler import TargetState
 
 from .fakevast import worker

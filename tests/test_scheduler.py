@@ -10,10 +10,11 @@ import time
 import pytest
 
 from exporter import cli
-from exporter.config import PollingSettings, Target
 from exporter.parsing import REASONS, PollError, parse_workers_payload
 from exporter.render_loop import MetricsCache
 from exporter.scheduler import Scheduler, next_delay
+from exporter.settings import PollingSettings
+from exporter.targets import Target
 
 from .fakevast import worker
 

@@ -2,10 +2,11 @@
 
 `model`: the seeded, clock-driven simulation (endpoints, worker groups, workers going through
 their lifecycles, load, GPU telemetry, money in `billing`). `api`: the HTTP answers, shaped as
-Vast documents them (`instance_list`: the v1 instance list's paging and limits; `paths`: the
-calls), from any `Account`: the simulation, or the tests' scripted one; `reply`: the scripted
-answers (every error form) that the fault-injection hook sends. `command`: the `simulate`
-subcommand. Only ``--demo``, ``simulate`` and the tests import this package.
+Vast documents them (`instance_list`: the v1 instance list's paging; `paths`: the calls;
+`ratelimit`: each path's limit), from any `Account`: the simulation, or the tests' scripted
+one; `reply`: the scripted answers (every error form) that the fault-injection hook sends.
+`command`: the `simulate` subcommand. Only ``--demo``, ``simulate`` and the tests import this
+package.
 """
 
 from .api import Account, create_app, start_simulator

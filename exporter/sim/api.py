@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import instance_list, paths
+from . import instance_list, paths, ratelimit
 from .model import OBJECT_SHAPE_GROUP_ID, Simulation
 from .reply import Reply, send
 
@@ -43,7 +43,7 @@ class Account(Protocol):
 
 _ACCOUNT_KEY = web.AppKey("account", object)  # an Account
 _API_KEY = web.AppKey("api_key", object)  # str | None
-_LIMITS_KEY = web.AppKey("rate_limits", dict)  # path -> instance_list.RateLimit
+_LIMITS_KEY = web.AppKey("rate_limits", dict)  # path -> ratelimit.RateLimit
 
 
 def _account(request: web.Request) -> Account:
@@ -72,10 +72,12 @@ def _unauthorized() -> web.Response:
     return _text(401, "401 Unauthorized: missing or invalid API key")
 
 
-def _too_fast(request: web.Request, key: str) -> bool:
-    """Whether this call breaks its path's limit of one request a second per key."""
+def _too_fast(request: web.Request, key: str) -> web.Response | None:
+    """Vast's 429 if this call breaks its path's limit for this key, else None."""
     limit = request.app[_LIMITS_KEY].get(request.path)
-    return limit is not None and not limit.allows(key)
+    if limit is None or limit.allows(key):
+        return None
+    return _text(429, ratelimit.too_fast(limit.interval))
 
 
 async def _read_id(request: web.Request) -> int | web.Response:
@@ -152,8 +154,8 @@ def _account_read(
         scripted = account.reply(request.path, None)
         if scripted is not None:
             return await send(request, scripted)
-        if _too_fast(request, key):
-            return _text(429, instance_list.TOO_FAST)
+        if (refusal := _too_fast(request, key)) is not None:
+            return refusal
         return answer(account, request)
 
     return handler
@@ -211,18 +213,15 @@ def create_app(
     account: Account,
     api_key: str | None = None,
     *,
-    rate_limits: dict[str, instance_list.RateLimit] | None = None,
+    rate_limits: dict[str, ratelimit.RateLimit] | None = None,
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted.
-    `rate_limits` by path (read on every request): by default Vast's one request a second per
-    key on the instance list and the charges."""
+    `rate_limits` by path (read on every request): by default `ratelimit.LIMITS`."""
     app = web.Application(middlewares=list(middlewares))
     app[_ACCOUNT_KEY] = account
     app[_API_KEY] = api_key
-    if rate_limits is None:
-        rate_limits = {path: instance_list.RateLimit() for path in (paths.INSTANCES, paths.CHARGES)}
-    app[_LIMITS_KEY] = rate_limits
+    app[_LIMITS_KEY] = ratelimit.default_limits() if rate_limits is None else rate_limits
     endpoint_workers = _worker_list(
         "endpoint", lambda account, ident: account.endpoint_workers(ident), lambda _, ident: ident
     )

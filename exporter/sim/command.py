@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from ..cli import UsageError, parse_listen_address
+from ..listen import UsageError, parse_listen_address
 from .api import start_simulator
 from .model import Simulation
 
@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _listen(value: str) -> tuple[str, int]:
-    """HOST:PORT as --web.listen-address takes it (cli.parse_listen_address), host required."""
+    """HOST:PORT as --web.listen-address takes it (listen.parse_listen_address), host required."""
     try:
         address = parse_listen_address(value)
     except UsageError:

@@ -4,8 +4,8 @@ Used by the simulator (and the tests) so that both page, filter and refuse exact
 the real call does: at most 25 instances a page (<= 0 means 5), keyset paging with an opaque
 `after_token` (an invalid one is 400 `invalid_token`), `select_cols` (unknown names come back
 null), `select_filters` with eq/neq/gt/gte/lt/lte/in/notin on stored columns (a computed column
-such as dph_total or num_gpus is 400 `invalid_request`), and one request a second per key
-(faster calls get a plain-text 429 with no Retry-After).
+such as dph_total or num_gpus is 400 `invalid_request`); its limit of one request a second per
+key is in `ratelimit.LIMITS`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..clock import loop_time
-
 # What v0 answers since Vast retired it (as reported by users of several projects, mid-2026).
 V0_GONE = {
     "success": False,
@@ -25,7 +23,6 @@ V0_GONE = {
 }
 MAX_LIMIT = 25
 COMPUTED = frozenset({"dph_total", "num_gpus", "dph_base", "storage_total_cost", "reliability2"})
-TOO_FAST = "API requests too frequent endpoint threshold=1.0"
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "neq": lambda a, b: a != b,
@@ -36,23 +33,6 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda a, b: a in b,
     "notin": lambda a, b: a not in b,
 }
-
-
-class RateLimit:
-    """One request per `interval` seconds per key, as Vast's x-rate-limit threshold 1.0."""
-
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = loop_time):
-        self.interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-
-    def allows(self, key: str) -> bool:
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            return False
-        self._last[key] = now
-        return True
 
 
 def answer(records: list[dict[str, Any]], query: Mapping[str, str]) -> tuple[int, Any]:

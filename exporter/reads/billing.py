@@ -10,32 +10,34 @@ per-contract items typed gpu, disk, bwd (download) and bwu (upload).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .clock import loop_time
-from .config import Kind
-from .fields import parse_number
-from .metrics import View
-from .parsing import PollError, parse_results, parse_worker_id
-from .reads import AccountRead, ReadContext
+from ..fields import parse_number
+from ..metrics import View
+from ..pacing import ApiPath
+from ..parsing import PollError, parse_results, parse_worker_id
+from ..settings import BOOL, DURATION, Minimum, setting
+from ..targets import Kind
+from .base import AccountRead, pages
 
 ITEM_TYPES = ("gpu", "disk", "bwd", "bwu")  # show_charges.yaml: items[].type
 TOTAL = "total"
 CHARGE_TYPES = (*ITEM_TYPES, TOTAL)
 BILLED = "cached from the last billing read"
-USER_PATH = "/api/v0/users/current/"  # show_user.yaml
-CHARGES_PATH = "/api/v0/charges/"  # show_charges.yaml
+# show_user.yaml publishes no limit: spaced like the charges, a second apart.
+USER = ApiPath("/api/v0/users/current/", 1.0, "show_user.yaml (no published limit)")
+CHARGES = ApiPath("/api/v0/charges/", 1.0, "show_charges.yaml (x-rate-limit 1.0)")
+USER_PATH, CHARGES_PATH = USER.path, CHARGES.path
 DAY = 86400
 PAGE_SIZE = 500  # show_charges.yaml: "Server maximum 500"
-CALL_SPACING = 1.0  # x-rate-limit threshold 1.0 on /api/v0/charges/; the user call too
+MAX_PAGES = 10_000  # a cursor that never ends cannot loop forever
 _WRAPPER = re.compile(r"^(endpoint|workergroup)-(\d+)$")
 MAX_DEPTH = 8  # endpoint > workergroup > contract > item, with room to spare
 
@@ -83,11 +85,9 @@ def day_range(now: float) -> tuple[int, int]:
     return start, max(start, int(now))
 
 
-def charges_page(payload: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """The results and the next cursor of one page of `/api/v0/charges/`."""
-    results = parse_results(payload, "results")
-    token = payload.get("next_token") if isinstance(payload, dict) else None
-    return results, token if isinstance(token, str) and token else None
+def charges_page(payload: Any) -> list[dict[str, Any]]:
+    """The results of one page of `/api/v0/charges/` (the cursor is the paging's)."""
+    return parse_results(payload, "results")
 
 
 def add_charges(charges: Charges, results: list[dict[str, Any]]) -> None:
@@ -158,49 +158,17 @@ def _add(amounts: Amounts, kind: str, amount: float) -> None:
     amounts[kind] = amounts.get(kind, 0.0) + amount
 
 
-FetchUser = Callable[[], Awaitable[tuple[float | None, float | None]]]
-FetchCharges = Callable[[int, int, str | None], Awaitable[tuple[list[dict[str, Any]], str | None]]]
+@dataclass(frozen=True)
+class BillingSettings:
+    """The account's credit and today's charges (needs a key with billing read permission)."""
 
-
-class BillingReader:
-    """One billing read: the user record, then today's charges page by page, calls spaced."""
-
-    def __init__(
-        self,
-        fetch_user: FetchUser,
-        fetch_charges: FetchCharges,
-        wall_clock: Callable[[], float] = time.time,
-        clock: Callable[[], float] = loop_time,
-    ) -> None:
-        self._fetch_user = fetch_user
-        self._fetch_charges = fetch_charges
-        self._wall_clock = wall_clock
-        self._clock = clock
-        self._last_call: float | None = None
-
-    async def read(self) -> Billing:
-        credit, balance = await self._spaced(self._fetch_user)
-        start, end = day_range(self._wall_clock())
-        charges, token = Charges(), None
-        for _ in range(10_000):  # a cursor that never ends cannot loop forever
-            results, token = await self._spaced(
-                lambda token=token: self._fetch_charges(start, end, token)
-            )
-            add_charges(charges, results)
-            if token is None or not results:
-                break
-        complete_totals(charges)
-        return Billing(credit, balance, charges, start)
-
-    async def _spaced(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        if self._last_call is not None:
-            wait = self._last_call + CALL_SPACING - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        try:
-            return await call()
-        finally:
-            self._last_call = self._clock()
+    enabled: bool = setting(False, BOOL, "Read the credit and today's charges")
+    interval: float = setting(
+        300.0,
+        DURATION,
+        "How often the billing read runs",
+        Minimum(60.0, "must be at least 1m (charges change slowly)"),
+    )
 
 
 class BillingRead(AccountRead):
@@ -209,14 +177,34 @@ class BillingRead(AccountRead):
 
     kind = Kind.BILLING
     section = "billing"
+    settings_type = BillingSettings
+    paths = (USER, CHARGES)
+    demo: ClassVar[Mapping[str, Any]] = {"enabled": True, "interval": 60.0}
     found: Billing | None = None
 
-    def __init__(self, context: ReadContext) -> None:
-        super().__init__(context)
-        self.reader = BillingReader(self._user, self._charges)
-
     async def read(self) -> Billing:
-        return await self.reader.read()
+        """The user record, then today's charges page by page (each path paced by the
+        client)."""
+        credit, balance = await self._get(USER_PATH, parse_user)
+        start, end = day_range(time.time())
+        charges = Charges()
+        params = {
+            "select_filters": json.dumps(
+                {"day": {"gte": start, "lte": end}}, separators=(",", ":")
+            ),
+            "format": "tree",
+            "limit": str(PAGE_SIZE),
+        }
+        try:
+            client = self.context.client
+            async for results in pages(
+                client, CHARGES_PATH, charges_page, params, MAX_PAGES, _empty
+            ):
+                add_charges(charges, results)
+        except PollError as exc:
+            raise _as_auth(exc) from None
+        complete_totals(charges)
+        return Billing(credit, balance, charges, start)
 
     def apply(self, result: Billing) -> None:
         self.found = result
@@ -250,32 +238,21 @@ class BillingRead(AccountRead):
             self.found.credit, self.found.balance, charges.account, endpoints, groups
         )
 
-    async def _user(self) -> tuple[float | None, float | None]:
-        return await self._get(USER_PATH, parse_user)
-
-    async def _charges(
-        self, day_start: int, day_end: int, after_token: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of the day's charges of every contract type, serverless ones in tree
-        format (show_charges.yaml: select_filters with a UTC day range, format=tree)."""
-        params = {
-            "select_filters": json.dumps(
-                {"day": {"gte": day_start, "lte": day_end}}, separators=(",", ":")
-            ),
-            "format": "tree",
-            "limit": str(PAGE_SIZE),
-        }
-        if after_token is not None:
-            params["after_token"] = after_token
-        return await self._get(CHARGES_PATH, charges_page, params)
-
-    async def _get(self, path: str, parse: Callable[[Any], Any], params: Any = None) -> Any:
+    async def _get(self, path: str, parse: Callable[[Any], Any]) -> Any:
         try:
-            return await self.context.client.get(path, parse, params)
+            return await self.context.client.get(path, parse)
         except PollError as exc:
-            if exc.reason == "not_found":  # 404 "when the supplied API key does not match any user"
-                raise PollError("auth", exc.message) from None
-            raise
+            raise _as_auth(exc) from None
+
+
+def _as_auth(error: PollError) -> PollError:
+    """Vast answers 404 "when the supplied API key does not match any user" (show_user.yaml):
+    an auth failure, not a missing path."""
+    return PollError("auth", error.message) if error.reason == "not_found" else error
+
+
+def _empty(results: list[dict[str, Any]]) -> bool:
+    return not results
 
 
 @dataclass(frozen=True)

@@ -2,35 +2,67 @@
 
 Vast allows one request a second per key on /api/v1/instances/ (show_instances.yaml,
 x-rate-limit threshold 1.0) and pages of at most 25 instances, so a read asks only for the
-workers this replica polls, only the columns it exports, and spaces its pages by
-`instances.page_interval` (also across reads). 10,000 workers are 400 pages: almost 7 minutes.
+workers this replica polls, only the columns it exports, and its pages are spaced by
+`instances.page_interval` (the client's pacing of the path, across reads too). 10,000 workers
+are 400 pages: almost 7 minutes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .clock import loop_time
-from .config import Kind
-from .fields import INSTANCE_COLUMNS
-from .metrics import View, WorkerRow
-from .parsing import Instance, InstancePage, parse_instance_page
-from .reads import AccountRead, ReadContext
+from ..clock import loop_time
+from ..fields import INSTANCE_COLUMNS
+from ..metrics import View, WorkerRow
+from ..pacing import ApiPath
+from ..parsing import Instance, parse_instance_page
+from ..settings import BOOL, DURATION, ONCE_A_SECOND, Minimum, setting
+from ..targets import Kind
+from .base import AccountRead, ReadContext, pages
 
 # v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
-INSTANCES_PATH = "/api/v1/instances/"
+INSTANCES = ApiPath("/api/v1/instances/", 1.0, "show_instances.yaml (x-rate-limit 1.0)")
+INSTANCES_PATH = INSTANCES.path
 INSTANCES_PAGE_SIZE = 25  # show_instances.yaml: "Default 25, max 25"
 
 # Ids per select_filters `in` list: 100 ids are about 1 KB of URL, well under any limit, and
 # 4 pages of 25.
 IDS_PER_FILTER = 100
 
-FetchPage = Callable[[Sequence[str], str | None], Awaitable[InstancePage]]
+
+@dataclass(frozen=True)
+class InstancesSettings:
+    """The account's v1 instance list: each worker's price, GPU and memory."""
+
+    enabled: bool = setting(False, BOOL, "Read the v1 instance list for the polled workers")
+    interval: float = setting(
+        60.0,
+        DURATION,
+        "A read starts this often, or when the previous one ends if later",
+        ONCE_A_SECOND,
+    )
+    page_interval: float = setting(
+        1.0,
+        DURATION,
+        "Pages of a read at least this far apart",
+        Minimum(1.0, "must be at least 1s (Vast allows one request a second on the instance list)"),
+    )
+
+
+FetchPages = Callable[[Sequence[str]], AsyncIterator[dict[str, Instance]]]
 
 
 class InstanceStore:
@@ -64,24 +96,21 @@ class InstanceStore:
 
 
 class InstanceReader:
-    """One read of the instance list for the polled workers: every page, pages spaced."""
+    """One read of the instance list for the polled workers: every page of every chunk of ids."""
 
     def __init__(
         self,
-        fetch_page: FetchPage,
+        fetch_pages: FetchPages,
         wanted_ids: Callable[[], Iterable[str]],
         store: InstanceStore,
-        page_interval: float,
         first_round: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = loop_time,
     ) -> None:
-        self._fetch_page = fetch_page
+        self._fetch_pages = fetch_pages
         self._first_round = first_round  # awaited before the first read: the workers to ask
         self._wanted_ids = wanted_ids
         self._store = store
-        self.page_interval = page_interval
         self._clock = clock
-        self._last_page_at: float | None = None
         self.last_pages: int | None = None  # pages of the last read, finished or not
         self.last_duration: float | None = None
 
@@ -95,33 +124,17 @@ class InstanceReader:
             await self._first_round()
             self._first_round = None
         ids = sorted(set(self._wanted_ids()), key=int)
-        started, pages, found = self._clock(), 0, set()
+        started, pages_read, found = self._clock(), 0, set()
         try:
             for start in range(0, len(ids), IDS_PER_FILTER):
-                chunk = ids[start : start + IDS_PER_FILTER]
-                token: str | None = None
-                for _ in range(len(chunk)):  # a cursor that never ends cannot loop forever
-                    page = await self._next_page(chunk, token)
-                    pages += 1
-                    self._store.update(page.instances)
-                    found.update(page.instances)
-                    token = page.next_token
-                    if token is None or not page.instances:
-                        break
+                async for instances in self._fetch_pages(ids[start : start + IDS_PER_FILTER]):
+                    pages_read += 1
+                    self._store.update(instances)
+                    found.update(instances)
         finally:
-            self.last_pages, self.last_duration = pages, self._clock() - started
+            self.last_pages, self.last_duration = pages_read, self._clock() - started
         self._store.keep_only(found)
         return len(found)
-
-    async def _next_page(self, chunk: Sequence[str], token: str | None) -> InstancePage:
-        if self._last_page_at is not None:
-            wait = self._last_page_at + self.page_interval - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        try:
-            return await self._fetch_page(chunk, token)
-        finally:
-            self._last_page_at = self._clock()
 
 
 class InstancesRead(AccountRead):
@@ -129,23 +142,25 @@ class InstancesRead(AccountRead):
 
     kind = Kind.INSTANCES
     section = "instances"
+    settings_type = InstancesSettings
+    paths = (INSTANCES,)
+    demo: ClassVar[Mapping[str, Any]] = {"enabled": True, "interval": 10.0}
 
     def __init__(self, context: ReadContext) -> None:
         super().__init__(context)
-        config = context.config
-        self.store = InstanceStore(config.polling.stale_after)
+        self.store = InstanceStore(context.config.polling.stale_after)
         self.reader = InstanceReader(
-            self._page,
-            context.polled_worker_ids,
-            self.store,
-            config.instances.page_interval,
-            context.first_poll_round,
+            self._pages, context.polled_worker_ids, self.store, context.first_poll_round
         )
+
+    @classmethod
+    def describe(cls, settings: InstancesSettings) -> str:
+        return f"on, every {settings.interval:g}s, pages {settings.page_interval:g}s apart"
 
     def configure(self) -> None:
         config = self.context.config
         self.store.stale_after = config.polling.stale_after
-        self.reader.page_interval = config.instances.page_interval
+        self.context.client.pacing.set_spacing(INSTANCES_PATH, config.instances.page_interval)
 
     async def read(self) -> int:
         return await self.reader.read()  # each page enters the store as it is read
@@ -161,9 +176,10 @@ class InstancesRead(AccountRead):
             read = (reader.last_pages, reader.last_duration)
         return InstancesView(self.store.current(), read)
 
-    async def _page(self, instance_ids: Sequence[str], after_token: str | None) -> InstancePage:
-        """One page (at most 25) of the instances among `instance_ids`, only the columns the
-        exporter exports (show_instances.yaml: select_filters, select_cols, keyset paging)."""
+    def _pages(self, instance_ids: Sequence[str]) -> AsyncIterator[dict[str, Instance]]:
+        """The pages (at most 25 instances each) of the instances among `instance_ids`, only
+        the columns the exporter exports (show_instances.yaml: select_filters, select_cols,
+        keyset paging)."""
         params = {
             "limit": str(INSTANCES_PAGE_SIZE),
             "select_cols": json.dumps(list(INSTANCE_COLUMNS), separators=(",", ":")),
@@ -171,9 +187,13 @@ class InstancesRead(AccountRead):
                 {"id": {"in": [int(i) for i in instance_ids]}}, separators=(",", ":")
             ),
         }
-        if after_token is not None:
-            params["after_token"] = after_token
-        return await self.context.client.get(INSTANCES_PATH, parse_instance_page, params)
+        # A chunk of n ids is n pages at most, however the cursor behaves.
+        client = self.context.client
+        return pages(client, INSTANCES_PATH, parse_instance_page, params, len(instance_ids), _empty)
+
+
+def _empty(instances: dict[str, Instance]) -> bool:
+    return not instances
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,17 @@
+"""The periodic account reads, each declared once in its own module (see `base.AccountRead`).
+
+`ACCOUNT_READS` is the one table of them, in the order their metric families are written. The
+config sections, the JSON Schema, the landing page, `--demo`, the client's pacing and the
+Exporter's schedule are built from it; tests loop over it (tests/test_reads.py).
+"""
+
+from __future__ import annotations
+
+from .base import AccountRead, PeriodicReader, ReadContext
+from .billing import BillingRead
+from .instances import InstancesRead
+from .listing import ListingRead
+
+ACCOUNT_READS: tuple[type[AccountRead], ...] = (ListingRead, InstancesRead, BillingRead)
+
+__all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext"]
