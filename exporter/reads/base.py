@@ -23,7 +23,6 @@ from ..scheduler import TargetState, attempt, next_delay, wait_replanned
 from ..targets import Kind, Shard, Target
 
 if TYPE_CHECKING:
-    from ..config import Config
     from ..vast import VastClient
 
 log = logging.getLogger("exporter.reads")
@@ -34,7 +33,7 @@ T = TypeVar("T")
 class ReadContext(Protocol):
     """What the running exporter offers a read."""
 
-    config: Config
+    config: Any  # the running exporter.config.Config, whose read sections are made from the reads
     shard: Shard
     targets: list[Target]  # every configured and discovered target, of every shard
     endpoint_names: dict[int, str]  # endpoint id -> name, as the targets name it
