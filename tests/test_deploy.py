@@ -97,6 +97,25 @@ def test_dockerfile_is_multi_stage_on_a_base_image_argument():
     assert "pip install" not in final_runs, "no build tooling in the runtime stage"
 
 
+def test_dockerfile_installs_the_lock_with_hashes_then_the_package_alone():
+    """The build stage installs requirements.lock hash-checked, then the package with --no-deps,
+    so the image holds nothing the lock does not pin; pip check proves the lock is complete."""
+    build = stages()[0]
+    installs = [
+        (position, args)
+        for position, (instruction, args) in enumerate(build)
+        if instruction == "RUN" and "pip install" in args
+    ]
+    assert len(installs) == 2, installs
+    (lock_at, lock_install), (_, package_install) = installs
+    assert re.search(r"pip install (--[\w-]+ (:all: )?)*-r requirements\.lock$", lock_install)
+    assert "--require-hashes" in lock_install.split()
+    assert re.search(r"pip install --no-deps \.(\s|$)", package_install)
+    assert "pip check" in package_install
+    copied = [args for instruction, args in build[:lock_at] if instruction == "COPY"]
+    assert "requirements.lock ./" in copied, "copied alone: its layer outlives code changes"
+
+
 def test_dockerfile_runs_as_numeric_non_root_user():
     final = stages()[-1]
     users = [args for instruction, args in final if instruction == "USER"]
@@ -145,7 +164,7 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_keeps_secrets_and_clutter_out():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-    for kept in ("pyproject.toml", "README.md", "exporter/__init__.py"):
+    for kept in ("pyproject.toml", "README.md", "requirements.lock", "exporter/__init__.py"):
         assert not dockerignored(kept, patterns), kept
     for left_out in (
         ".git/config",
