@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import subprocess
 from collections import Counter
 from types import SimpleNamespace
 
@@ -23,6 +24,7 @@ from exporter.reads.deployments import (
 )
 from exporter.targets import Kind, Shard
 
+from .conftest import promtool
 from .fakevast import (
     DEPLOYMENT_ENV,
     DEPLOYMENT_S3_KEY,
@@ -169,9 +171,15 @@ async def test_each_deployment_its_versions_health_expiry_and_rollout(
     calls = [(r.path, r.at) for r in fake_vast.requests if "/deployment" in r.path]
     assert [path for path, _ in calls] == [DEPLOYMENTS_PATH, versions_path(644), versions_path(645)]
     assert calls[2][1] - calls[1][1] >= 3.0
+    # A scrape promtool accepts (run blocking: the loop's virtual clock must not run ahead).
+    scrape = await exporter.scrape()
+    checked = subprocess.run(
+        [promtool(), "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=60
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
     # env, s3_key and search_params: nowhere.
     page = (await exporter.get("/"))[1]
-    for text in (await exporter.scrape(), page, caplog.text, exporter.log):
+    for text in (scrape, page, caplog.text, exporter.log):
         for secret in SECRETS:
             assert secret not in text
 
