@@ -22,7 +22,7 @@ from exporter.reads.deployments import (
     parse_versions,
     rollout,
 )
-from exporter.targets import Kind, Shard
+from exporter.targets import Kind, Shard, Target
 
 from .conftest import promtool
 from .fakevast import (
@@ -107,6 +107,8 @@ async def test_each_deployment_its_versions_health_expiry_and_rollout(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     two_deployments(fake_vast)
+    # 646: on endpoint 99, which nothing polls: no workers counted, none claimed.
+    fake_vast.deployment_records.append(deployment(646, 99, name="other"))
     # Endpoint 10: one worker on the current version, two on the previous one (one of them
     # sending it as a string), one without deployment_version_id; group 20 shows one of them
     # again (counted once: from the endpoint's own target).
@@ -166,11 +168,13 @@ async def test_each_deployment_its_versions_health_expiry_and_rollout(
         assert value(samples, f"vastai_deployment_{name}", **batch) == expected, name
     assert series(samples, "vastai_deployment_version_info", deployment_id="645") == {}
     assert series(samples, "vastai_deployment_workers", deployment_id="645") == {}
+    assert series(samples, "vastai_deployment_workers", deployment_id="646") == {}
+    assert value(samples, "vastai_deployment_info", deployment_id="646", endpoint_id="99") == 1
     assert value(samples, "vastai_target_up", kind="deployments") == 1
     # One call of each path, 3 s apart per path (the versions' ids share one path).
     calls = [(r.path, r.at) for r in fake_vast.requests if "/deployment" in r.path]
-    assert [path for path, _ in calls] == [DEPLOYMENTS_PATH, versions_path(644), versions_path(645)]
-    assert calls[2][1] - calls[1][1] >= 3.0
+    assert [path for path, _ in calls] == [DEPLOYMENTS_PATH, *map(versions_path, (644, 645, 646))]
+    assert calls[2][1] - calls[1][1] >= 3.0 and calls[3][1] - calls[2][1] >= 3.0
     # A scrape promtool accepts (run blocking: the loop's virtual clock must not run ahead).
     scrape = await exporter.scrape()
     checked = subprocess.run(
@@ -349,6 +353,7 @@ def test_rollout_counts_workers_with_a_version_only() -> None:
 def _read_in_shard(index: int, counts: dict[int, Counter]) -> DeploymentsRead:
     context = SimpleNamespace(
         shard=Shard(index, 2),
+        targets=[Target(Kind.WORKER_GROUP, 20, "", 10, "chat")],
         endpoint_names={10: "chat"},
         worker_versions=lambda: counts,
     )

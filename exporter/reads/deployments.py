@@ -205,15 +205,22 @@ class DeploymentsRead(AccountRead):
         last success is older than stale_after, nor for an account without deployments."""
         if not self.found or not fresh:
             return None
-        with_endpoint = any(d.endpoint_id is not None for d in self.found)
-        counts = self.context.worker_versions() if with_endpoint else {}
+        # Endpoints some replica polls (any shard): only theirs have workers to count.
+        polled = {t.endpoint_id for t in self.context.targets if t.endpoint_id is not None}
+        with_workers = any(d.endpoint_id in polled for d in self.found)
+        counts = self.context.worker_versions() if with_workers else {}
         rows = tuple(
-            row for deployment in self.found if (row := self._row(deployment, counts)) is not None
+            row
+            for deployment in self.found
+            if (row := self._row(deployment, polled, counts)) is not None
         )
         return DeploymentsView(rows) if rows else None
 
     def _row(
-        self, deployment: Deployment, counts: Mapping[int, Counter[str | None]]
+        self,
+        deployment: Deployment,
+        polled: set[int],
+        counts: Mapping[int, Counter[str | None]],
     ) -> DeploymentRow | None:
         owns = self.context.shard.owns
         endpoint = deployment.endpoint_id
@@ -223,7 +230,7 @@ class DeploymentsRead(AccountRead):
             else owns(Kind.DEPLOYMENTS, deployment.id)
         )
         workers = None
-        if endpoint is not None and (owned or endpoint in counts):
+        if endpoint in polled and (owned or endpoint in counts):
             workers = rollout(counts.get(endpoint, Counter()), deployment.current)
         if not owned and workers is None:
             return None
@@ -256,7 +263,7 @@ class DeploymentRow:
     deployment: Deployment
     versions: tuple[Version, ...] | None  # None: not known
     owned: bool  # this replica exports its deployment series (else only its workers)
-    workers: tuple[int, int] | None  # (current, other); None without an endpoint
+    workers: tuple[int, int] | None  # (current, other); None: its endpoint is not polled
 
 
 @dataclass(frozen=True)
