@@ -10,8 +10,10 @@ import subprocess
 from collections import Counter
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
+from exporter import sim
 from exporter.config import ConfigError, parse_config
 from exporter.parsing import PollError
 from exporter.reads.deployments import (
@@ -375,3 +377,73 @@ def test_with_shards_the_endpoints_owner_exports_the_deployment_and_each_replica
     assert names == {"vastai_deployment_workers"}
     assert _read_in_shard(polling, {}).view(True) is None  # nothing of it here
     assert _read_in_shard(owner, {}).view(False) is None  # stale
+
+
+# show_deployments.yaml: the properties of a deployment record.
+PUBLISHED = {
+    "id", "name", "tag", "image", "endpoint_id", "env", "file_hash", "s3_key", "search_params",
+    "current_version_id", "last_healthy_version_id", "storage", "ttl", "last_client_heartbeat",
+    "created_at", "updated_at",
+}  # fmt: skip
+VERSION_FIELDS = {"id", "file_hash", "version_label", "file_size", "created_at", "last_used_at"}
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, object]:
+    async with session.get(url, headers={"Authorization": "Bearer any"}) as response:
+        return response.status, await response.json()
+
+
+async def test_the_simulator_answers_the_deployment_calls_as_vast_documents_them() -> None:
+    now = [1_800_000_000.0]
+    runner, url = await sim.start_simulator(sim=sim.Simulation(clock=lambda: now[0]))
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, listed = await _get(session, url + DEPLOYMENTS_PATH)
+            assert status == 200 and listed["success"] is True
+            assert [d["id"] for d in listed["deployments"]] == [201, 202]
+            assert all(set(d) == PUBLISHED for d in listed["deployments"])
+            await asyncio.sleep(3)  # each route allows one call per 3 s and key
+            # vastai 1.9.1 asks for the list without the trailing slash
+            assert await _get(session, url + "/api/v0/deployments") == (200, listed)
+            status, one = await _get(session, url + "/api/v0/deployment/201/")
+            assert status == 200 and set(one["deployment"]) == PUBLISHED | {
+                "endpoint_state",
+                "worker_count",
+            }
+            assert one["deployment"]["endpoint_state"] == "active"
+            status, versions = await _get(session, url + versions_path(201))
+            assert status == 200 and versions["success"] is True
+            assert [v["id"] for v in versions["versions"]] == [8, 7, 5]  # newest first
+            assert all(set(v) == VERSION_FIELDS for v in versions["versions"])
+            await asyncio.sleep(3)
+            status, missing = await _get(session, url + versions_path(999))
+            assert status == 404 and missing["success"] is False
+            status, missing = await _get(session, url + "/api/v0/deployment/999/")
+            assert status == 404 and missing["success"] is False
+    finally:
+        await runner.cleanup()
+
+
+def test_the_demo_shows_a_stalled_rollout_and_an_expiry() -> None:
+    now = [1_800_000_000.0]
+    simulation = sim.Simulation(clock=lambda: now[0])
+
+    def state() -> tuple[dict, dict, Counter]:
+        rolling, expiring = simulation.deployments()
+        running = Counter(w["deployment_version_id"] for w in simulation.endpoint_workers(101))
+        return rolling, expiring, running
+
+    for elapsed in (0, 120, 600, 1800):
+        now[0] = 1_800_000_000.0 + elapsed
+        rolling, expiring, running = state()
+        # llama-70b: version 8 current, 7 the last healthy one; workers on both, always.
+        assert (rolling["current_version_id"], rolling["last_healthy_version_id"]) == (8, 7)
+        assert running[8] >= 1 and running[7] >= 1 and set(running) <= {7, 8}, elapsed
+    # sdxl-turbo: ttl 900 s, last heartbeat 240 s before the start; its expiry comes within
+    # 10 minutes after a minute, and the client is back 540 s in, 120 s before the teardown.
+    left = {}
+    for elapsed in (0, 60, 120, 539, 540, 600):
+        now[0] = 1_800_000_000.0 + elapsed
+        _, expiring, _ = state()
+        left[elapsed] = expiring["last_client_heartbeat"] + expiring["ttl"] - now[0]
+    assert left == {0: 660.0, 60: 600.0, 120: 540.0, 539: 121.0, 540: 900.0, 600: 900.0}
