@@ -346,3 +346,70 @@ INSTANCE_COLUMNS = (
     "gpu_ram",
 )
 assert len({f.metric for f in INSTANCE_FIELDS}) == len(INSTANCE_FIELDS), "duplicate metric name"
+
+SHOW_DEPLOYMENTS = "vast-ai/docs show_deployments.yaml"
+
+
+def version_id(value: Any) -> float | None:
+    """A version id (an integer, nullable): None for null or anything not a whole number."""
+    number = parse_number(value)
+    return number if number is not None and number >= 0 and number == int(number) else None
+
+
+# Numeric fields of GET /api/v0/deployments/, exported per deployment as
+# vastai_deployment_<metric>. `env`, `s3_key` and `search_params` are never read.
+DEPLOYMENT_FIELDS: tuple[Field, ...] = (
+    Field(
+        "current_version_id",
+        "current_version_id",
+        "Id of the deployment's current version (current_version_id)",
+        SHOW_DEPLOYMENTS + " (integer, nullable); workers report it as deployment_version_id",
+        version_id,
+    ),
+    Field(
+        "last_healthy_version_id",
+        "last_healthy_version_id",
+        "Id of the deployment's last version known healthy (last_healthy_version_id)",
+        SHOW_DEPLOYMENTS + " (integer, nullable); versions carry no health of their own",
+        version_id,
+    ),
+    Field(
+        "storage",
+        "storage_bytes",
+        "Storage allocated to each of the deployment's workers in bytes (storage GB x 2^30)",
+        'vast-ai/docs guides/serverless/deployments/configuration.mdx (storage: "Storage '
+        'allocation in GB", default 50); the allocation is GiB in the CLI (cli/reference/'
+        'search-offers.mdx --storage: "in GiB") and the worker disk_usage filling it is GiB',
+        scaled(GIB),
+    ),
+    Field(
+        "ttl",
+        "ttl_seconds",
+        "Seconds without a client heartbeat before the deployment is torn down (ttl)",
+        'configuration.mdx (ttl: "Seconds of inactivity before auto-teardown"; null: no '
+        "expiry); " + SHOW_DEPLOYMENTS,
+    ),
+    Field(
+        "last_client_heartbeat",
+        "last_heartbeat_timestamp_seconds",
+        "Unix time of the deployment client's last heartbeat (last_client_heartbeat)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp of last client heartbeat"); the SDK posts one '
+        "every min(ttl/2, 60) s (vastai/serverless/remote/deploy.py)",
+        parse_timestamp,
+    ),
+    Field(
+        "created_at",
+        "created_timestamp_seconds",
+        "Unix time the deployment was created (created_at)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp")',
+        parse_timestamp,
+    ),
+    Field(
+        "updated_at",
+        "updated_timestamp_seconds",
+        "Unix time the deployment was last updated (updated_at)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp")',
+        parse_timestamp,
+    ),
+)
+assert len({f.metric for f in DEPLOYMENT_FIELDS}) == len(DEPLOYMENT_FIELDS), "duplicate metric"

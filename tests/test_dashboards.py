@@ -78,6 +78,14 @@ EXPORTED_METRICS = {
     "vastai_account_balance_dollars",
     "vastai_account_charges_today_dollars",
     "vastai_endpoint_charges_today_dollars",
+    # deployments: version, health, expiry, rollout (issue 24)
+    "vastai_deployment_current_version_id",
+    "vastai_deployment_last_healthy_version_id",
+    "vastai_deployment_healthy",
+    "vastai_deployment_version_info",
+    "vastai_deployment_versions",
+    "vastai_deployment_expiry_timestamp_seconds",
+    "vastai_deployment_workers",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which the rules define (a
 # default and per-endpoint overrides). Its query falls back to the rules' default (the record
@@ -519,3 +527,26 @@ def test_every_expression_parses(tmp_path):
     )
     listing = "\n".join(f"{i}: {where}: {expr}" for i, (where, expr) in enumerate(exprs))
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{listing}"
+
+
+def test_deployments_row_shows_version_health_rollout_and_expiry():
+    """Issue 24: per deployment its version, healthy or not, rollout progress and time to
+    expiry, from the exporter's own series."""
+    panels = load(DASHBOARD_DIR / "vastai-overview.json")["panels"]
+    start = next(
+        i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Deployments"
+    )
+    end = next(i for i, p in enumerate(panels) if i > start and p["type"] == "row")
+    row = panels[start + 1 : end]
+    exprs = " ".join(t["expr"] for p in row for t in p["targets"])
+    for needle in (
+        "vastai_deployment_current_version_id{",
+        "vastai_deployment_version_info{",
+        "vastai_deployment_healthy{",
+        'endpoint_name=~"$endpoint", version="current"})\n/ (sum by',  # rollout progress
+        "(vastai_deployment_expiry_timestamp_seconds{",
+    ):
+        assert needle in exprs, needle
+    assert "- time()" in exprs
+    names = set().union(*(metric_names(substitute(t["expr"])) for p in row for t in p["targets"]))
+    assert names and not names & recorded_names()

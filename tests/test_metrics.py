@@ -7,15 +7,22 @@ from pathlib import Path
 from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
-from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
+from exporter.fields import (
+    DEPLOYMENT_FIELDS,
+    ENDPOINT_FIELDS,
+    GROUP_FIELDS,
+    INSTANCE_FIELDS,
+    WORKER_FIELDS,
+)
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 from exporter.reads.billing import BillingView
+from exporter.reads.deployments import DeploymentRow, DeploymentsView, parse_deployments
 from exporter.reads.instances import InstancesView
 from exporter.reads.listing import ListingView
 from exporter.scheduler import TargetState
 
-from .fakevast import worker
+from .fakevast import deployment, worker
 from .harness import parse_metrics, series
 
 ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
@@ -128,7 +135,11 @@ def test_target_series_and_zeroed_error_counters() -> None:
 def every_view() -> list:
     """A view of each account read, so that every family is written."""
     billing = BillingView(12.5, -1.0, {"total": 3.0}, (("10", "chat", {"gpu": 2.0}),), ())
-    return [ListingView(), InstancesView({}, (4, 3.5)), billing]
+    [found] = parse_deployments(
+        {"deployments": [deployment(7, 10, ttl=60, last_client_heartbeat=1)]}
+    )
+    row = DeploymentRow(("7", "square", "default", "10", "chat"), found, (), True, (1, 2))
+    return [ListingView(), InstancesView({}, (4, 3.5)), billing, DeploymentsView((row,))]
 
 
 def test_help_texts_say_the_data_is_cached() -> None:
@@ -152,6 +163,9 @@ def test_help_texts_say_the_data_is_cached() -> None:
     priced = [line for line in polled if "instance list" in line]
     assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(billed) == 5
     assert len(counted) == 5
+    deployments = [line for line in helps if line.startswith("# HELP vastai_deployment_")]
+    assert len(deployments) == 13
+    assert all("deployments read" in line for line in deployments if "_workers " not in line)
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -162,7 +176,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 66
+    assert len(names) == 79
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
@@ -176,6 +190,7 @@ def test_readme_unit_table_follows_the_field_declarations() -> None:
         ("vastai_endpoint_", ENDPOINT_FIELDS),
         ("vastai_worker_group_", GROUP_FIELDS),
         ("vastai_worker_", INSTANCE_FIELDS),
+        ("vastai_deployment_", DEPLOYMENT_FIELDS),
     )
     expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
     rows = [line for line in readme.splitlines() if line in expected]

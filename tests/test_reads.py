@@ -84,15 +84,19 @@ async def test_the_landing_page_shows_every_read(run_exporter) -> None:
         assert f"<th>{read.section}</th><td>{read.describe(settings)}</td>" in page
 
 
-async def _statuses(base: str, key: str) -> dict[str, int]:
-    """The status of a GET of every path every read calls, with the key."""
+async def _statuses(base: str, key: str) -> dict[str, int | str]:
+    """The status of a GET of every path every read calls, with the key; a templated path
+    (`{id}`) with an id that need not exist: Vast's 404 for an unknown id is JSON ("unknown
+    id" here), aiohttp's for a path without a route the text "404: Not Found"."""
     headers = {"Authorization": f"Bearer {key}"}
-    statuses = {}
+    statuses: dict[str, int | str] = {}
     async with aiohttp.ClientSession() as session:
         for read in ACCOUNT_READS:
             for path in read.paths:
-                async with session.get(base + path.path, headers=headers) as response:
-                    statuses[path.path] = response.status
+                async with session.get(base + path.format(id=1), headers=headers) as response:
+                    routed = (await response.text()) != "404: Not Found"
+                    unknown_id = response.status == 404 and routed and "{" in path.path
+                    statuses[path.path] = "unknown id" if unknown_id else response.status
     return statuses
 
 

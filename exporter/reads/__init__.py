@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
+from .deployments import DeploymentsRead
 from .instances import InstancesRead
 from .listing import ListingRead
 
-ACCOUNT_READS: tuple[type[AccountRead], ...] = (ListingRead, InstancesRead, BillingRead)
+ACCOUNT_READS: tuple[type[AccountRead], ...] = (
+    ListingRead,
+    InstancesRead,
+    BillingRead,
+    DeploymentsRead,
+)
 
 __all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext"]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..pricing import billing_state
+from . import deployments
 from .billing import SimulatedBilling, WorkerBill
 from .paths import GROUP_WORKERS
 from .reply import Reply
@@ -173,6 +174,7 @@ class _Worker:
     upper: bool  # reports status in upper case, as some PyWorker versions do
     quirk: str  # one of _QUIRKS: a numeric field sent as string, or a null field
     omit_loaded_at: bool  # leaves loaded_at out (rather than 0) until loaded
+    version: int | None = None  # deployment_version_id (sim/deployments.py: the rollout)
     measured_perf: float | None = None  # None until benchmarked on first load
     loaded_at: float = 0.0
     after_error: str = "rebooting"
@@ -280,6 +282,34 @@ class Simulation:
         """GET /api/v0/charges/ for a query string: today's charges, growing through the day."""
         self._sync()
         return self._billing.charges(query)
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Deployment records as GET /api/v0/deployments/ lists them (sim/deployments.py)."""
+        self._sync()
+        now = float(self._clock())
+        return [
+            deployments.record(
+                spec, self.seed, USER_ID, self._t0, now, self._versions_run(spec.endpoint_id)
+            )
+            for spec in deployments.DEPLOYMENTS
+        ]
+
+    def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
+        """A deployment's versions, newest first; None for an unknown deployment."""
+        spec = deployments.find(deployment_id)
+        if spec is None:
+            return None
+        self._sync()
+        running = self._versions_run(spec.endpoint_id)
+        return deployments.versions(spec, self._t0, float(self._clock()), running)
+
+    def _versions_run(self, endpoint_id: int) -> set[int]:
+        """The deployment versions the endpoint's workers run."""
+        return {
+            w.version
+            for w in self._workers
+            if w.group.endpoint_id == endpoint_id and w.version is not None
+        }
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Endpoint records as GET /api/v0/endptjobs/ lists them."""
@@ -396,6 +426,7 @@ class Simulation:
                 if i == g.size - 1 and g.id in (1001, 1003):
                     self._enter(w, "model_loading" if g.id == 1001 else "loading")
                     w.started_at = round(t - self._rng.uniform(20, 60), 3)
+                    w.version = deployments.worker_version(g.id, g.version, w.started_at, t)
                     w.disk = g.disk_gb * 0.4
                     if g.id == 1001:  # a cold start some seconds into the demo: late
                         # enough for a Prometheus started with it to see the counters rise
@@ -431,6 +462,7 @@ class Simulation:
             upper=rng.random() < 0.3,
             quirk=rng.choice(_QUIRKS),
             omit_loaded_at=rng.random() < 0.5,
+            version=deployments.worker_version(g.id, g.version, t, self._t0),
             disk=rng.uniform(0.1, 0.5),
         )
 
@@ -643,7 +675,7 @@ class Simulation:
             "status": status.upper() if w.upper else status.lower(),
             "new_load": round(w.new_load, 3),
             "started_at": w.started_at,
-            "deployment_version_id": w.group.version,
+            "deployment_version_id": w.version,
             "loop_lag_max": None if w.loop_lag is None else round(w.loop_lag, 4),
             "warnings": list(w.warnings),
         }

@@ -17,3 +17,10 @@ USER = "/api/v0/users/current/"
 CHARGES = "/api/v0/charges/"
 INSTANCES = "/api/v1/instances/"
 INSTANCES_V0 = "/api/v0/instances/"  # retired: 410
+
+# Deployments (show_deployments.yaml, show_deployment.yaml; vastai 1.9.1 vastai/api/deployments.py,
+# whose `show deployments` calls the list without the trailing slash: both forms answer).
+DEPLOYMENTS = "/api/v0/deployments/"
+DEPLOYMENTS_NO_SLASH = "/api/v0/deployments"
+DEPLOYMENT = "/api/v0/deployment/{id}/"
+DEPLOYMENT_VERSIONS = "/api/v0/deployment/{id}/versions/"
