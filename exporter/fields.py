@@ -171,6 +171,7 @@ WORKER_FIELDS: tuple[Field, ...] = (
 # gpu_ram is 1000 MiB.
 VAST_GB = 1000 * 2**20
 CREATE_ENDPOINT = "vast-ai/docs cli/reference/create-endpoint.mdx"
+SHOW_AUTOGROUP = "vast-ai/docs show_autogroup.yaml"
 
 # Endpoint settings of GET /api/v0/endptjobs/, exported as vastai_endpoint_<metric>.
 ENDPOINT_FIELDS: tuple[Field, ...] = (
@@ -245,6 +246,29 @@ GROUP_FIELDS: tuple[Field, ...] = (
         "vast-ai/docs show_autogroup.yaml (gpu_ram: 24) and create-workergroup.mdx (GB, as "
         "the CLI passes it unconverted); a Vast GB is 1000 MiB (vast-cli query.py)",
         scaled(VAST_GB),
+    ),
+    # The group's own autoscaler settings, as the endpoint has them. Vast's create-workergroup
+    # page notes "this field isn't currently used at the workergroup level"; the listing carries
+    # them all the same, and update-workergroup.mdx sets them.
+    Field(
+        "min_load",
+        "min_load",
+        "Load floor set on the worker group, perf units/s (min_load)",
+        SHOW_AUTOGROUP + ' (min_load: number, 1.0); update-workergroup.mdx: "minimum floor '
+        'load in perf units/s"',
+    ),
+    Field(
+        "target_util",
+        "target_util",
+        "Utilization set on the worker group as its target, 0 to 1 (target_util)",
+        SHOW_AUTOGROUP + ' (target_util: number, 0.9); update-workergroup.mdx: "fraction, max 1.0"',
+    ),
+    Field(
+        "cold_mult",
+        "cold_mult",
+        "Multiplier of capacity set on the worker group to keep as cold workers (cold_mult)",
+        SHOW_AUTOGROUP + " (cold_mult: number, 3.0); update-workergroup.mdx: "
+        '"cold/stopped instance capacity target as multiple of hot capacity target"',
     ),
 )
 

@@ -54,6 +54,10 @@ EXPORTED_METRICS = {
     "vastai_endpoint_cold_mult",
     "vastai_endpoint_cold_workers",
     "vastai_worker_group_info",
+    # the worker groups' own autoscaler settings, as the listing carries them (issue 22)
+    "vastai_worker_group_min_load",
+    "vastai_worker_group_target_util",
+    "vastai_worker_group_cold_mult",
     # hardware and price from the account's instance list (issue 7)
     "vastai_worker_instance_info",
     "vastai_worker_price_dollars_per_hour",

@@ -161,7 +161,7 @@ def test_help_texts_say_the_data_is_cached() -> None:
         and line not in counted
     ]
     priced = [line for line in polled if "instance list" in line]
-    assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(billed) == 5
+    assert len(polled) == 42 and len(listed) == 16 and len(priced) == 13 and len(billed) == 5
     assert len(counted) == 5
     deployments = [line for line in helps if line.startswith("# HELP vastai_deployment_")]
     assert len(deployments) == 13
@@ -176,7 +176,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 79
+    assert len(names) == 82
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names

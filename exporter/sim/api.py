@@ -2,9 +2,10 @@
 
 It answers as Vast documents (the OpenAPI in vast-ai/docs): bare-string errors with HTTP 200,
 `{"error_msg"}` while an endpoint is not ready, an account without endpoints as HTTP 400, the v1
-instance list paged and rate-limited, v0 gone (410), charges in tree format, deployments and
-their versions (404 for an unknown one). It is read-only: ``/route/``, ``/update_workers/`` and
-the deployments' start, stop, heartbeat and delete calls are deliberately absent.
+instance list paged and rate-limited, the v0 list gone (410) but one v0 instance still shown,
+charges in tree format, the user under both spellings vast-cli uses, deployments and their
+versions (404 for an unknown one). It is read-only: ``/route/``, ``/update_workers/`` and the
+deployments' start, stop, heartbeat and delete calls are deliberately absent.
 
 What it answers from is an `Account`: the `Simulation` for ``--demo`` and ``simulate``, or a
 test's scripted account. Either may replace any answer with a `Reply` (the fault-injection hook),
@@ -196,6 +197,19 @@ def _instances_v0(account: Account, request: web.Request) -> web.StreamResponse:
     return web.json_response(instance_list.V0_GONE, status=410)
 
 
+def _instance_v0(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/instances/{id}/ (show_instance.yaml): `{"instances": record}`; an id the
+    account does not hold is `{"instances": null}`, which vast-cli's show_instance reads as
+    "not found or no longer exists"; a non-integer id is 400 invalid_args."""
+    try:
+        ident = int(request.match_info["id"])
+    except ValueError:
+        body = {"success": False, "error": "invalid_args", "msg": "Invalid instance ID"}
+        return web.json_response(body, status=400)
+    found = next((r for r in account.instances() if r["id"] == ident), None)
+    return web.json_response({"instances": found})
+
+
 def _user(account: Account, request: web.Request) -> web.StreamResponse:
     return web.json_response(account.user())
 
@@ -287,6 +301,7 @@ def create_app(
     app.router.add_get(paths.WORKERGROUPS, _account_read(_groups))
     app.router.add_get(paths.AUTOJOBS, _account_read(_groups))
     app.router.add_get(paths.USER, _account_read(_user))
+    app.router.add_get(paths.USER_NO_SLASH, _account_read(_user))
     app.router.add_get(paths.CHARGES, _login_first(_account_read(_charges)))
     app.router.add_get(paths.INSTANCES, _account_read(_instances_v1))
     app.router.add_get(paths.INSTANCES_V0, _account_read(_instances_v0))
@@ -294,6 +309,7 @@ def create_app(
     app.router.add_get(paths.DEPLOYMENTS_NO_SLASH, _account_read(_deployments))
     app.router.add_get(paths.DEPLOYMENT, _account_read(_deployment))
     app.router.add_get(paths.DEPLOYMENT_VERSIONS, _account_read(_deployment_versions))
+    app.router.add_get(paths.INSTANCE, _account_read(_instance_v0))
     return app
 
 

@@ -14,9 +14,11 @@ ENDPTJOBS = "/api/v0/endptjobs/"
 WORKERGROUPS = "/api/v0/workergroups/"
 AUTOJOBS = "/api/v0/autojobs/"  # the older name of /workergroups/
 USER = "/api/v0/users/current/"
+USER_NO_SLASH = "/api/v0/users/current"  # as vast-cli 1.9.1 calls it (vastai/api/billing.py)
 CHARGES = "/api/v0/charges/"
 INSTANCES = "/api/v1/instances/"
 INSTANCES_V0 = "/api/v0/instances/"  # retired: 410
+INSTANCE = "/api/v0/instances/{id}/"  # one instance, still served (show_instance.yaml)
 
 # Deployments (show_deployments.yaml, show_deployment.yaml; vastai 1.9.1 vastai/api/deployments.py,
 # whose `show deployments` calls the list without the trailing slash: both forms answer).
