@@ -25,7 +25,7 @@ from .fakevast import (
     worker_group,
     workers,
 )
-from .harness import API_KEY, fast_config, series
+from .harness import API_KEY, fast_config, series, value
 
 
 def worker_labels(samples: dict) -> dict[str, dict[str, str]]:
@@ -39,11 +39,6 @@ def polled(samples: dict) -> set[str]:
         for labels in series(samples, "vastai_target_up")
         if dict(labels)["kind"] != "listing"
     }
-
-
-def value(samples: dict, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    return found[0] if len(found) == 1 else float("nan")
 
 
 def account(fake: FakeVast) -> None:

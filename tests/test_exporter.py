@@ -26,20 +26,13 @@ from exporter.server import ExporterApp
 
 from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
-from .harness import API_KEY, fast_config, series
+from .harness import API_KEY, fast_config, series, value
 
 Samples = dict
 
 
 def worker_ids(samples: Samples) -> set[str]:
     return {dict(labels)["worker_id"] for labels in series(samples, "vastai_worker_status")}
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    """The one sample matching; NaN (which fails every comparison) when there is none yet."""
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 def merge_config(fake: FakeVast, **overrides: object) -> dict:
@@ -149,10 +142,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exp
     def reasons_counted(samples: Samples) -> bool:
         return (
             all(
-                series(samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason)
-                and value(
-                    samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason
-                )
+                value(samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason)
                 >= 1
                 for i, (_, reason) in enumerate(FAILURES[form] for form in forms)
             )

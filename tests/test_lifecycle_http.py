@@ -18,7 +18,7 @@ from exporter.lifecycle import BUCKETS
 from exporter.service import Exporter
 
 from .fakevast import FakeVast, failure, worker, workers
-from .harness import API_KEY, Samples, fast_config, series
+from .harness import API_KEY, Samples, fast_config, series, value
 
 NOW = [1000.0]
 
@@ -29,12 +29,6 @@ def at(t: float) -> None:
 
 def w(worker_id: int, status: str, loaded: float, started: float) -> dict[str, Any]:
     return worker(worker_id, status=status, loaded_at=loaded, started_at=started)
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) == 1, (metric, labels, found)
-    return found[0]
 
 
 def lifecycle(samples: Samples, endpoint_id: str) -> dict[str, Any]:
@@ -103,10 +97,7 @@ async def test_worker_lifecycles_across_polls_and_failed_polls(
     fake_vast.set("worker_group", 30, workers(w(7, "running", 1004.0, 995.0)))
     await poll_all()
     second = await running.wait_for_metrics(
-        lambda s: (
-            series(s, "vastai_endpoint_workers_added_total", endpoint_id="10")
-            and value(s, "vastai_endpoint_workers_added_total", endpoint_id="10") == 1
-        )
+        lambda s: value(s, "vastai_endpoint_workers_added_total", endpoint_id="10") == 1
     )
     chat = lifecycle(second, "10")
     assert chat["buckets"] == [1.0] * len(chat["buckets"])  # 15 s: in every bucket
