@@ -33,6 +33,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as generate_text
@@ -58,7 +59,7 @@ from .metrics import (
     View,
 )
 from .parsing import WORKER_METRICS
-from .worker_families import WORKER_LABELS, LabelOrder, Sample, WorkerFamily
+from .worker_families import WORKER_LABELS, Sample, WorkerFamily
 
 log = logging.getLogger(__name__)
 INF = float("inf")
@@ -506,44 +507,90 @@ def _labelled_family(
     heads: list[str],
     tails: list[str],
 ) -> tuple[str, str, str]:
-    """A family with labels of its own: each worker's samples, if it has any."""
-    name = family.name
+    """A family with labels of its own: each worker's samples, if it has any. A label of its
+    own (a status, old or new) takes few values: its text is made once per value. Several
+    (the hardware) rarely repeat together: each line is written from their values, escaped once
+    per value."""
     if family.label_order.split:
-        return name, family.help, _split_lines(family, samples, rows)
-    texts = _LabelTexts(family.label_order)
+        body = _split_lines(family, samples, rows)
+    elif len(family.labels) == 1:
+        body = _one_label_lines(family, samples, heads, tails)
+    else:
+        body = _labels_lines(family, samples, heads, tails)
+    return family.name, family.help, body
+
+
+def _one_label_lines(
+    family: WorkerFamily, samples: list[Sequence[Sample] | None], heads: list[str], tails: list[str]
+) -> str:
+    order = family.label_order
+    [(label, _)] = order.before + order.between + order.after
+    texts = _Escaped(f'{label}="{{}}"'.format)  # value -> label="value", escaped
     numbers = _ValueTexts()
-    lines = [
-        f"{name}{{{before}{head},{between}{tail}{after}}} {numbers[value]}\n"
+    name = family.name
+    pairs = (
+        (values[0], value, head, tail)
         for found, head, tail in zip(samples, heads, tails, strict=True)
         if found is not None
         for values, value in found
-        for before, between, after in (texts[values],)
-    ]
-    return name, family.help, "".join(lines)
+    )
+    if order.before:
+        lines = [f"{name}{{{texts[v]},{h},{t}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    elif order.between:
+        lines = [f"{name}{{{h},{texts[v]},{t}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    else:
+        lines = [f"{name}{{{h},{t},{texts[v]}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    return "".join(lines)
 
 
-class _LabelTexts(dict[tuple[str, ...], tuple[str, str, str]]):
-    """A family's own labels, by their values, as the text before a worker's `head`, between
-    it and `tail`, and after `tail`: escaped once per distinct values in a render (statuses and
-    hardware repeat across workers)."""
-
-    def __init__(self, order: LabelOrder) -> None:
-        super().__init__()
-        # The three texts as one %-template over the values in their sorted order, split on
-        # the one character an escaped label value cannot hold (a newline becomes \n).
-        groups = (order.before, order.between, order.after)
-        patterns = ('{}="%s",', '{}="%s",', ',{}="%s"')
-        self._template = "\n".join(
-            "".join(pattern.format(label) for label, _ in group)
-            for group, pattern in zip(groups, patterns, strict=True)
+def _labels_lines(
+    family: WorkerFamily, samples: list[Sequence[Sample] | None], heads: list[str], tails: list[str]
+) -> str:
+    order = family.label_order
+    # One %-template per line, over (head, tail, value, *the family's label values) picked in
+    # the order the line writes them.
+    template = "".join(
+        (
+            family.name,
+            "{",
+            *(f'{label}="%s",' for label, _ in order.before),
+            "%s,",
+            *(f'{label}="%s",' for label, _ in order.between),
+            "%s",
+            *(f',{label}="%s"' for label, _ in order.after),
+            "} %s\n",
         )
-        self._indices = [index for group in groups for _, index in group]
+    )
+    pick = itemgetter(
+        *(3 + index for _, index in order.before),
+        0,
+        *(3 + index for _, index in order.between),
+        1,
+        *(3 + index for _, index in order.after),
+        2,
+    )
+    escaped = _Escaped().__getitem__
+    numbers = _ValueTexts()
+    lines = [
+        template % pick((head, tail, numbers[value], *map(escaped, values)))
+        for found, head, tail in zip(samples, heads, tails, strict=True)
+        if found is not None
+        for values, value in found
+    ]
+    return "".join(lines)
 
-    def __missing__(self, values: tuple[str, ...]) -> tuple[str, str, str]:
-        escaped = tuple([_escape(values[index]) for index in self._indices])
-        before, between, after = (self._template % escaped).split("\n")
-        texts = self[values] = (before, between, after)
-        return texts
+
+class _Escaped(dict[str, str]):
+    """Label values escaped (and put in `form`), once per distinct value in a family's render:
+    statuses and hardware repeat across workers."""
+
+    def __init__(self, form: Callable[[str], str] = str) -> None:
+        super().__init__()
+        self._form = form
+
+    def __missing__(self, value: str) -> str:
+        text = self[value] = self._form(_escape(value))
+        return text
 
 
 class _ValueTexts(dict[float, str]):

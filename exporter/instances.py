@@ -222,7 +222,11 @@ class InstancesView(View):
             metric = field.metric
             yield WorkerSeries(
                 family,
-                {key: i.values[metric] for key, i in instances.items() if metric in i.values},
+                {
+                    k: value
+                    for k, i in instances.items()
+                    if (value := i.values.get(metric)) is not None
+                },
             )
         bills = {key: billed_dollars_per_hour(statuses.get(key), i) for key, i in instances.items()}
         yield WorkerSeries(
