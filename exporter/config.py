@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from .reads import ACCOUNT_READS
-from .settings import PollingSettings, VastSettings, parse_section, section_schema
+from .settings import MetricsSettings, PollingSettings, VastSettings, parse_section, section_schema
 from .settings import parse_duration as parse_duration  # re-exported: a public helper
 from .targets import Kind, Target
 
@@ -53,6 +53,7 @@ class ConfigError(Exception):
 SECTIONS: dict[str, type] = {
     "vast": VastSettings,
     "polling": PollingSettings,
+    "metrics": MetricsSettings,
     **{read.section: read.settings_type for read in ACCOUNT_READS},
 }
 
@@ -61,6 +62,7 @@ _Config = make_dataclass(
     [
         ("vast", VastSettings, field(default_factory=VastSettings)),
         ("polling", PollingSettings, field(default_factory=PollingSettings)),
+        ("metrics", MetricsSettings, field(default_factory=MetricsSettings)),
         ("targets", tuple[Target, ...], field(default=())),
         ("source", str, field(default="<defaults>")),
         *(
@@ -71,8 +73,8 @@ _Config = make_dataclass(
     frozen=True,
 )
 _Config.__module__ = __name__
-_Config.__doc__ = """A validated configuration: `vast`, `polling`, the targets, where it came
-from, and one attribute per account read, named by its section (`discovery`, `instances`,
+_Config.__doc__ = """A validated configuration: `vast`, `polling`, `metrics`, the targets, where
+it came from, and one attribute per account read, named by its section (`discovery`, `instances`,
 `billing`, ...): the fields are made from ACCOUNT_READS, so a new read adds its own."""
 Config: Any = _Config  # built at import time: a type checker cannot see its read sections
 

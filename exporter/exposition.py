@@ -44,6 +44,7 @@ from prometheus_client.utils import floatToGoString
 
 from .metrics import (
     DEPLOYMENT_FAMILY,
+    NOTHING_EXCLUDED,
     ROW_DEPLOYMENT,
     ROW_ENDPOINT_ID,
     ROW_ENDPOINT_NAME,
@@ -54,6 +55,7 @@ from .metrics import (
     STATUS_FAMILY,
     WORKER_FAMILIES,
     ClientRenderedFamilies,
+    Exclusion,
     FlatRow,
     Snapshot,
     View,
@@ -236,6 +238,7 @@ class RuntimeFamilies:
         self._btime = getattr(process, "_btime", None)
         self._pagesize = getattr(process, "_pagesize", None)
         families = self.collect()
+        self._names = families  # their names, for metrics.exclude
         fixed = [sample.value for family in families for sample in family.samples]
         self._static = fixed[6:7]  # python_info's 1.0
         self._templates: dict[bool, tuple[str, ...]] | None = None
@@ -275,8 +278,12 @@ class RuntimeFamilies:
             values.extend(stat[key] for stat in stats)
         return values
 
-    def render(self, openmetrics: bool) -> bytes:
-        """These families in one format; OpenMetrics ends with `# EOF`."""
+    def render(self, openmetrics: bool, excluded: Exclusion = NOTHING_EXCLUDED) -> bytes:
+        """These families in one format, but those `excluded`; OpenMetrics ends with `# EOF`."""
+        if excluded.patterns and any(excluded(family.name) for family in self._names):
+            kept = [family for family in self.collect() if not excluded(family.name)]
+            body = render_simple(kept, openmetrics)
+            return body + EOF if openmetrics else body
         values = None if self._templates is None else self._read()
         if values is None:
             body = render_simple(self.collect(), openmetrics)
@@ -389,7 +396,7 @@ def _pieces(
     """The exposition as a few large pieces, one family's worth each, made as they are taken;
     OpenMetrics without its `# EOF` if `eof` is false."""
     if families is None:
-        families = _worker_families(snapshot.rows, snapshot.views)
+        families = _worker_families(snapshot.rows, snapshot.views, snapshot.exclude)
     for name, help_text, body in families:
         yield _help(name, help_text, openmetrics).encode()
         yield body.encode()
@@ -417,11 +424,12 @@ def _help_text(text: str, openmetrics: bool) -> str:
 
 
 def _worker_families(
-    rows: tuple[FlatRow, ...], views: tuple[View, ...]
+    rows: tuple[FlatRow, ...], views: tuple[View, ...], excluded: Exclusion = NOTHING_EXCLUDED
 ) -> Iterator[tuple[str, str, str]]:
     """(name, HELP, sample lines) of every per-worker family, one family at a time (a family's
     lines are dropped before the next family's are made): the workers' figures, status and
-    deployment, then each view's WorkerFamily specs, in views' order.
+    deployment, then each view's WorkerFamily specs, in views' order; none that metrics.exclude
+    leaves out (not even made).
 
     Labels are sorted by name, as prometheus-client writes them: each worker's two endpoint
     labels (`head`) and two worker labels (`tail`) are escaped once; a labelled family's own
@@ -443,6 +451,8 @@ def _worker_families(
     fmt = go_float
     for index, (metric, help_text) in enumerate(WORKER_FAMILIES):  # the figures' order
         name = f"vastai_worker_{metric}"
+        if excluded(name):
+            continue
         lines = [
             f"{name}{{{head},{tail}}} {fmt(value)}\n"
             for value, head, tail in zip(table[index::width], heads, tails, strict=True)
@@ -451,9 +461,10 @@ def _worker_families(
         yield name, help_text, "".join(lines)
     del table
     for family, column in ((STATUS_FAMILY, ROW_STATUS), (DEPLOYMENT_FAMILY, ROW_DEPLOYMENT)):
-        yield _labelled_family(family, _row_samples(rows, column), rows, heads, tails)
+        if not excluded(family.name):
+            yield _labelled_family(family, _row_samples(rows, column), rows, heads, tails)
     if views:
-        yield from _view_families(views, rows, heads, tails)
+        yield from _view_families(views, rows, heads, tails, excluded)
 
 
 def _row_samples(rows: tuple[FlatRow, ...], column: int) -> list[Sequence[Sample] | None]:
@@ -467,7 +478,11 @@ def _row_samples(rows: tuple[FlatRow, ...], column: int) -> list[Sequence[Sample
 
 
 def _view_families(
-    views: tuple[View, ...], rows: tuple[FlatRow, ...], heads: list[str], tails: list[str]
+    views: tuple[View, ...],
+    rows: tuple[FlatRow, ...],
+    heads: list[str],
+    tails: list[str],
+    excluded: Exclusion,
 ) -> Iterator[tuple[str, str, str]]:
     """Each view's WorkerFamily specs, their values joined to the rows by worker id, in the
     rows' order."""
@@ -476,6 +491,8 @@ def _view_families(
     for view in views:
         for series in view.worker_families(statuses):
             family = series.family
+            if excluded(family.name):
+                continue
             if not series.values:  # the read has nothing (yet): its HELP alone
                 yield family.name, family.help, ""
             elif family.labels:

@@ -8,8 +8,11 @@ prometheus-client with `ClientRenderedFamilies`.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -86,6 +89,30 @@ def worker_row(flat: FlatRow) -> WorkerRow:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """`metrics.exclude`: metric families never rendered, by name as exposed or by glob. A
+    counter is named with or without its `_total`, a histogram by its family name."""
+
+    patterns: tuple[str, ...] = ()
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str] | None:
+        if not self.patterns:
+            return None
+        return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
+
+    def __call__(self, name: str) -> bool:
+        """Whether the family `name` is left out."""
+        regex = self._regex
+        return regex is not None and (
+            regex.match(name) is not None or regex.match(f"{name}_total") is not None
+        )
+
+
+NOTHING_EXCLUDED = Exclusion()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     targets: tuple[TargetState, ...]
     rows: tuple[FlatRow, ...]  # one per worker, flattened (see FlatRow)
@@ -96,6 +123,7 @@ class Snapshot:
     requests: tuple[tuple[tuple[str, str, str], int], ...] = ()  # (host, path, code) -> count
     web_config_successful: bool = True  # the last read of --web.config.file (True without one)
     lifecycle: tuple[EndpointLifecycle, ...] = ()  # cold starts, scaling, time per status
+    exclude: Exclusion = NOTHING_EXCLUDED  # metrics.exclude
 
     @property
     def workers(self) -> tuple[WorkerRow, ...]:
@@ -132,6 +160,7 @@ def build_snapshot(
     requests: tuple[tuple[tuple[str, str, str], int], ...] = (),
     web_config_successful: bool = True,
     lifecycle: tuple[EndpointLifecycle, ...] = (),
+    exclude: Exclusion = NOTHING_EXCLUDED,
 ) -> Snapshot:
     """Merge every target's workers into one row per worker id (`now`: time.monotonic()).
 
@@ -170,6 +199,7 @@ def build_snapshot(
         requests,
         web_config_successful,
         lifecycle,
+        exclude,
     )
 
 
@@ -205,6 +235,11 @@ class ClientRenderedFamilies:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
+        """Every family but those metrics.exclude leaves out."""
+        excluded = self._snapshot.exclude
+        return (family for family in self._families() if not excluded(family.name))
+
+    def _families(self) -> Iterator[Metric]:
         yield from self._target_families()
         for view in self._snapshot.views:
             yield from view.families()

@@ -17,7 +17,7 @@ from typing import Any
 from .clock import loop_time, wait_event
 from .exposition import RENDERER, Exposition, build_exposition
 from .lifecycle import EndpointLifecycle
-from .metrics import ReloadStatus, View, build_snapshot
+from .metrics import NOTHING_EXCLUDED, ReloadStatus, View, build_snapshot
 from .scheduler import TargetState
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class MetricsCache:
         self.requests: Callable[[], tuple[tuple[tuple[str, str, str], int], ...]] = tuple
         self.web_config_successful = True
         self.lifecycle: Callable[[], tuple[EndpointLifecycle, ...]] = tuple
+        self.exclude = NOTHING_EXCLUDED  # metrics.exclude, set by the exporter
         self._debounce = debounce
         self._changed = asyncio.Event()
         self._last_render_seconds = 0.0
@@ -88,6 +89,7 @@ class MetricsCache:
             self.requests(),
             self.web_config_successful,
             self.lifecycle(),
+            self.exclude,
         )
         loop = asyncio.get_running_loop()
         exposition = await loop.run_in_executor(RENDERER, build)

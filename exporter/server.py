@@ -106,10 +106,11 @@ class ExporterApp:
         process and Python families, the only ones collected per scrape. What Prometheus asks
         for (OpenMetrics, gzip) is always rendered already, another form once per render, off
         the loop; the exposition is taken once, so the body is of one snapshot."""
-        chunks, content_type, encoding = await self._cache.exposition.select(
+        exposition = self._cache.exposition
+        chunks, content_type, encoding = await exposition.select(
             request.headers.get("Accept", ""),
             request.headers.get("Accept-Encoding", ""),
-            self._runtime.render,
+            lambda openmetrics: self._runtime.render(openmetrics, exposition.snapshot.exclude),
         )
         response = web.StreamResponse(headers={"Content-Type": content_type})
         if encoding:

@@ -19,7 +19,7 @@ import aiohttp
 from .clock import loop_time, wait_event
 from .config import Config, ConfigError, load_config, resolve_api_key
 from .lifecycle import LifecycleTracker, endpoint_of
-from .metrics import ReloadStatus, View
+from .metrics import Exclusion, ReloadStatus, View
 from .pacing import Pacing
 from .parsing import Worker
 from .reads import ACCOUNT_READS, AccountRead, PeriodicReader
@@ -70,6 +70,7 @@ class Exporter:
         self.cache.views = self._views
         self.lifecycle = LifecycleTracker()
         self.cache.lifecycle = self.lifecycle.view
+        self.cache.exclude = Exclusion(config.metrics.exclude)
         self.scheduler = Scheduler(
             self._fetch, polling, self._on_change, self.lifecycle.poll_succeeded
         )
@@ -139,6 +140,7 @@ class Exporter:
         self.config, self._api_key = config, api_key
         self._pacing.set_rate(config.polling.max_requests_per_second)
         self.scheduler.update_polling(config.polling)
+        self.cache.exclude = Exclusion(config.metrics.exclude)
         self.cache.update(
             config.polling.stale_after, _refresh_every(config), ReloadStatus(True, time.time())
         )

@@ -125,6 +125,22 @@ def parse_path(value: Any) -> str:
     return value
 
 
+# A metric family's name, or a glob of names (fnmatch: *, ?, [...]).
+METRIC_PATTERN = r"^[a-zA-Z_:*?\[\]!][a-zA-Z0-9_:*?\[\]!-]*$"
+
+
+def parse_metric_patterns(value: Any) -> tuple[str, ...]:
+    """A list of metric family names or globs (`vastai_worker_instance_*`)."""
+    if not isinstance(value, list):
+        raise SettingError(f"expected a list of metric names or globs, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not re.match(METRIC_PATTERN, item):
+            raise SettingError(
+                f"expected a metric name or a glob such as vastai_worker_*, got {item!r}"
+            )
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class ValueType:
     """A type of setting: how a YAML value is read, and its JSON Schema."""
@@ -144,6 +160,14 @@ POSITIVE_INT = ValueType(parse_positive_int, {"type": "integer", "minimum": 1})
 RATE = ValueType(parse_rate, {"type": "number", "minimum": 0})
 REGEX = ValueType(parse_regex, {"type": "string", "format": "regex"})
 PATH = ValueType(parse_path, {"type": "string", "minLength": 1})
+METRIC_PATTERNS = ValueType(
+    parse_metric_patterns,
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": METRIC_PATTERN},
+        "examples": [["vastai_worker_instance_*", "python_*"]],
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -241,6 +265,17 @@ class VastSettings:
     timeout: float = setting(10.0, DURATION, "Timeout of one request")
     max_response_bytes: int = setting(
         32 * 1024 * 1024, SIZE, "A larger answer is refused (invalid_response), unread"
+    )
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """What /metrics leaves out: a series budget, applied on reload."""
+
+    exclude: tuple[str, ...] = setting(
+        (),
+        METRIC_PATTERNS,
+        "Metric families never rendered: names as exposed (a counter with _total) or globs",
     )
 
 
