@@ -85,13 +85,17 @@ async def test_the_landing_page_shows_every_read(run_exporter) -> None:
 
 
 async def _statuses(base: str, key: str) -> dict[str, int]:
-    """The status of a GET of every path every read calls, with the key."""
+    """The status of a call of every path every read calls, with the key, by the path's
+    method (a POST with an empty JSON object)."""
     headers = {"Authorization": f"Bearer {key}"}
     statuses = {}
     async with aiohttp.ClientSession() as session:
         for read in ACCOUNT_READS:
             for path in read.paths:
-                async with session.get(base + path.path, headers=headers) as response:
+                body = {} if path.method == "POST" else None
+                async with session.request(
+                    path.method, base + path.path, headers=headers, json=body
+                ) as response:
                     statuses[path.path] = response.status
     return statuses
 

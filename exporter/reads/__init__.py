@@ -11,7 +11,14 @@ from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
 from .instances import InstancesRead
 from .listing import ListingRead
+from .supply import SupplyRead
 
-ACCOUNT_READS: tuple[type[AccountRead], ...] = (ListingRead, InstancesRead, BillingRead)
+ACCOUNT_READS: tuple[type[AccountRead], ...] = (
+    ListingRead,
+    InstancesRead,
+    BillingRead,
+    # Supply and contracts (issue 23)
+    SupplyRead,
+)
 
 __all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext"]

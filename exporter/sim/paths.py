@@ -17,3 +17,6 @@ USER = "/api/v0/users/current/"
 CHARGES = "/api/v0/charges/"
 INSTANCES = "/api/v1/instances/"
 INSTANCES_V0 = "/api/v0/instances/"  # retired: 410
+# Supply and contracts (issue 23): the offer search is a POST with the search object as body.
+BUNDLES = "/api/v0/bundles/"
+PENDING_PRICE_INCREASES = "/api/v0/instances/pending-price-increases/"
