@@ -416,8 +416,8 @@ def offer(offer_id: int, gpu_name: str, num_gpus: int, dph_base: float, **fields
     base: dict[str, Any] = {
         "id": offer_id,
         "ask_contract_id": offer_id,
-        "machine_id": 77_000 + offer_id,
-        "host_id": 550_000 + offer_id,
+        "machine_id": 7_770_000 + offer_id,
+        "host_id": 5_550_000 + offer_id,
         "public_ipaddr": f"203.0.113.{offer_id % 250 + 1}",
         "geolocation": "Atlantis, AT",
         "hostname": "gpu-host.example.org",
