@@ -7,12 +7,19 @@ from pathlib import Path
 from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
-from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
+from exporter.fields import (
+    ENDPOINT_FIELDS,
+    GROUP_FIELDS,
+    INSTANCE_FIELDS,
+    OFFER_FIELDS,
+    WORKER_FIELDS,
+)
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 from exporter.reads.billing import BillingView
 from exporter.reads.instances import InstancesView
 from exporter.reads.listing import ListingView
+from exporter.reads.supply import Offers, Round, SupplyView
 from exporter.scheduler import TargetState
 
 from .fakevast import worker
@@ -128,7 +135,10 @@ def test_target_series_and_zeroed_error_counters() -> None:
 def every_view() -> list:
     """A view of each account read, so that every family is written."""
     billing = BillingView(12.5, -1.0, {"total": 3.0}, (("10", "chat", {"gpu": 2.0}),), ())
-    return [ListingView(), InstancesView({}, (4, 3.5)), billing]
+    supply = SupplyView(
+        ((("20", "10", "chat"), True, Offers(3, 4.0, 0.2, 0.25)),), Round((), 1, 0.5)
+    )
+    return [ListingView(), InstancesView({}, (4, 3.5)), billing, supply]
 
 
 def test_help_texts_say_the_data_is_cached() -> None:
@@ -136,22 +146,23 @@ def test_help_texts_say_the_data_is_cached() -> None:
     text = render(snapshot).decode()
     helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_")]
     billed = [line for line in helps if "billing read" in line]
+    searched = [line for line in helps if "cached from the last offer search" in line]
     polled = [
         line
         for line in helps
-        if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target")) and line not in billed
+        if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
+        and line not in billed + searched
     ]
     counted = [line for line in helps if "counted by this exporter" in line]  # lifecycle
     listed = [
         line
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
-        and line not in billed
-        and line not in counted
+        and line not in billed + counted + searched
     ]
     priced = [line for line in polled if "instance list" in line]
     assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(billed) == 5
-    assert len(counted) == 5
+    assert len(counted) == 5 and len(searched) == 5
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -162,7 +173,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 66
+    assert len(names) == 73
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
@@ -176,6 +187,7 @@ def test_readme_unit_table_follows_the_field_declarations() -> None:
         ("vastai_endpoint_", ENDPOINT_FIELDS),
         ("vastai_worker_group_", GROUP_FIELDS),
         ("vastai_worker_", INSTANCE_FIELDS),
+        ("vastai_worker_group_", OFFER_FIELDS),
     )
     expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
     rows = [line for line in readme.splitlines() if line in expected]

@@ -242,3 +242,16 @@ async def test_a_round_longer_than_the_interval_runs_back_to_back_said_once(
     gaps = [b - a for a, b in itertools.pairwise(searches)]
     assert all(6.0 <= gap < 7.0 for gap in gaps), gaps
     assert exporter.log.count("rounds run back to back") == 1
+
+
+async def test_an_unknown_key_on_the_search_is_auth(fake_vast: FakeVast, run_exporter) -> None:
+    """search_offers.yaml: HTTP 404 {"msg": "Invalid user key"}, as the simulator answers it."""
+    account(fake_vast)
+    fake_vast.listings[BUNDLES_PATH] = failure(
+        404, {"success": False, "error": "invalid_user", "msg": "Invalid user key"}
+    )
+    exporter = await run_exporter(supply_config(fake_vast, groups=(20,)))
+    samples = await exporter.wait_for_metrics(
+        lambda s: value(s, "vastai_target_poll_errors_total", kind="supply", reason="auth") == 1
+    )
+    assert value(samples, "vastai_target_up", kind="supply") == 0

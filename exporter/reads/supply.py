@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..clock import loop_time
-from ..fields import parse_number
+from ..fields import OFFER_FIELDS, parse_number
 from ..metrics import View
 from ..offer_query import QueryError, offer_search, read_search_query, search_key
 from ..pacing import ApiPath
@@ -187,7 +187,10 @@ class SupplyRead(AccountRead):
         self._plan, self._planned_at = plan, loop_time()
         self._note_duration(len(bodies))
         for key, body in bodies.items():
-            found = await client.post(BUNDLES.path, parse_offers, body)
+            try:
+                found = await client.post(BUNDLES.path, parse_offers, body)
+            except PollError as exc:
+                raise _as_auth(exc) from None
             self._results[key] = (found, loop_time())
         return Round(plan, len(bodies), loop_time() - started)
 
@@ -295,6 +298,12 @@ class SupplyRead(AccountRead):
             )
 
 
+def _as_auth(error: PollError) -> PollError:
+    """search_offers.yaml answers a missing or unknown key with HTTP 404 "Invalid user key":
+    an auth failure, not a missing path."""
+    return PollError("auth", error.message) if error.reason == "not_found" else error
+
+
 def _group_labels(
     group_id: int, target: Target, search: GroupSearch, names: Mapping[int, str]
 ) -> tuple[str, str, str]:
@@ -325,16 +334,7 @@ class SupplyView(View):
             "Offers matching the worker group's search_query (dph_total ascending; equal to "
             "supply.max_offers means at least that many)",
         )
-        gpus = gauge("offer_gpus", "GPUs of those offers (num_gpus summed)")
-        cheapest = gauge(
-            "offer_min_price_dollars_per_hour",
-            "Price of the cheapest of those offers in dollars per hour (dph_total); absent "
-            "without offers",
-        )
-        median = gauge(
-            "offer_median_price_dollars_per_hour",
-            "Median price of those offers in dollars per hour (dph_total); absent without offers",
-        )
+        gpus, cheapest, median = (gauge(field.metric, field.help) for field in OFFER_FIELDS)
         valid = gauge(
             "supply_query_valid",
             "1 if the worker group's search_query reads as Vast's CLI reads it, else 0 (then "
