@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate the Prometheus Operator and Grafana manifests of deploy/kubernetes/ from their sources.
+"""Generate the Prometheus Operator and Grafana manifests of deploy/kubernetes/base/ from sources.
 
     python3 deploy/generate_kubernetes.py           # rewrite the generated files
     python3 deploy/generate_kubernetes.py --check   # exit 1 if they are not current
 
-- deploy/kubernetes/prometheusrule.yaml: a PrometheusRule whose groups are those of
+- deploy/kubernetes/base/prometheusrule.yaml: a PrometheusRule whose groups are those of
   deploy/prometheus/vastai-rules.yaml, copied as text (comments and formatting kept).
-- deploy/kubernetes/grafana-dashboards.yaml: one ConfigMap per grafana/dashboards/*.json,
+- deploy/kubernetes/base/grafana-dashboards.yaml: one ConfigMap per grafana/dashboards/*.json,
   labelled grafana_dashboard: "1" for the Grafana dashboard sidecar of the common
   Prometheus/Grafana Helm charts.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "vastai-rules.yaml"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
-K8S = ROOT / "deploy" / "kubernetes"
+K8S = ROOT / "deploy" / "kubernetes" / "base"  # shared by the sidecar and sharded variants
 PROMETHEUS_RULE = K8S / "prometheusrule.yaml"
 DASHBOARD_CONFIGMAPS = K8S / "grafana-dashboards.yaml"
 

@@ -23,6 +23,7 @@ from exporter.config import parse_config
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+K8S_BASE = K8S / "base"  # shared by the sidecar variant (K8S) and the sharded one (K8S / "sharded")
 CONFIG_PATH = "/etc/vastai-exporter/config.yaml"
 GENERATOR = DEPLOY / "generate_kubernetes.py"
 
@@ -96,6 +97,25 @@ def test_dockerfile_is_multi_stage_on_a_base_image_argument():
     assert "pip install" not in final_runs, "no build tooling in the runtime stage"
 
 
+def test_dockerfile_installs_the_lock_with_hashes_then_the_package_alone():
+    """The build stage installs requirements.lock hash-checked, then the package with --no-deps,
+    so the image holds nothing the lock does not pin; pip check proves the lock is complete."""
+    build = stages()[0]
+    installs = [
+        (position, args)
+        for position, (instruction, args) in enumerate(build)
+        if instruction == "RUN" and "pip install" in args
+    ]
+    assert len(installs) == 2, installs
+    (lock_at, lock_install), (_, package_install) = installs
+    assert re.search(r"pip install (--[\w-]+ (:all: )?)*-r requirements\.lock$", lock_install)
+    assert "--require-hashes" in lock_install.split()
+    assert re.search(r"pip install --no-deps \.(\s|$)", package_install)
+    assert "pip check" in package_install
+    copied = [args for instruction, args in build[:lock_at] if instruction == "COPY"]
+    assert "requirements.lock ./" in copied, "copied alone: its layer outlives code changes"
+
+
 def test_dockerfile_runs_as_numeric_non_root_user():
     final = stages()[-1]
     users = [args for instruction, args in final if instruction == "USER"]
@@ -144,7 +164,7 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_keeps_secrets_and_clutter_out():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-    for kept in ("pyproject.toml", "README.md", "exporter/__init__.py"):
+    for kept in ("pyproject.toml", "README.md", "requirements.lock", "exporter/__init__.py"):
         assert not dockerignored(kept, patterns), kept
     for left_out in (
         ".git/config",
@@ -264,9 +284,12 @@ def check_config_keys(config: dict, where: str) -> None:
 
 
 def k8s_docs() -> list[dict]:
+    """The sidecar variant's objects: deploy/kubernetes/*.yaml and base/*.yaml, kustomizations
+    left out (tests/test_kubernetes.py renders them with kubectl)."""
     docs = []
-    for path in sorted(K8S.glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    for path in sorted([*K8S.glob("*.yaml"), *K8S_BASE.glob("*.yaml")]):
+        if path.name != "kustomization.yaml":
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
     return docs
 
 
@@ -328,11 +351,18 @@ def exporter_container() -> tuple[dict, dict]:
     return pod, container
 
 
-def test_kustomization_lists_every_manifest():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    listed = set(kustomization["resources"])
-    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present
+def kustomization(directory: Path) -> dict:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def test_kustomizations_list_every_manifest():
+    """Every file of a kustomization's directory is used by it: a resource, or a patch."""
+    for directory, bases in ((K8S, {"base"}), (K8S_BASE, set()), (K8S / "sharded", {"../base"})):
+        listed = set(kustomization(directory)["resources"])
+        patches = {p["path"] for p in kustomization(directory).get("patches", []) if "path" in p}
+        present = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
+        assert listed - bases == present - patches, directory
+        assert listed >= bases, directory
 
 
 def test_deployment_has_an_app_and_the_exporter_sidecar():
@@ -383,8 +413,8 @@ def test_exporter_probes():
         assert probe_port(exporter, exporter[probe]) == 9840
 
 
-def test_every_container_is_hardened_and_bounded():
-    pod, _ = exporter_container()
+def assert_hardened_and_bounded(pod: dict) -> None:
+    """Every container of a pod spec: read-only root, non-root, no privilege, requests/limits."""
     pod_context = pod.get("securityContext", {})
     for container in pod["containers"]:
         name = container["name"]
@@ -397,6 +427,11 @@ def test_every_container_is_hardened_and_bounded():
         resources = container["resources"]
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(resources[kind]), f"{name}: {kind}"
+
+
+def test_every_container_is_hardened_and_bounded():
+    pod, _ = exporter_container()
+    assert_hardened_and_bounded(pod)
 
 
 def test_service_and_servicemonitor_reach_the_exporter():
@@ -462,8 +497,8 @@ def test_dashboards_as_configmaps_for_the_grafana_sidecar():
 
 
 def test_kustomization_includes_rules_and_dashboards():
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert {"prometheusrule.yaml", "grafana-dashboards.yaml"} <= set(kustomization["resources"])
+    resources = set(kustomization(K8S_BASE)["resources"])
+    assert {"prometheusrule.yaml", "grafana-dashboards.yaml"} <= resources
 
 
 # --------------------------------------------------------------------------------- CI script

@@ -7,6 +7,8 @@ with `docker build --network host --build-arg BASE_IMAGE=<stand-in>`. The stand-
 deploy/build-base-image.sh (root, debootstrap). Containers use host networking only and listen on
 127.0.0.1, each on a port of its own.
 
+The image holds exactly the versions of requirements.lock (and the package).
+
 Without a reachable Docker engine these tests skip with a one-line reason, except under CI=true,
 where they fail.
 """
@@ -28,9 +30,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
+
+from exporter import __version__
 
 from .fakevast import FakeVast, worker, workers
 from .harness import API_KEY, parse_metrics, series
+from .lockfile import read_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("VASTAI_BASE_IMAGE", "vastai-exporter-base:debian")
@@ -217,6 +223,26 @@ def test_builds_from_a_clean_checkout_and_adds_under_80_mb(build: Build) -> None
     added = sum(image_layers[: len(image_layers) - len(base_layers)])
     print(f"build {build.seconds:.1f}s, added layers {added / 1e6:.1f} MB")
     assert 0 < added < MAX_ADDED_BYTES, f"the Dockerfile adds {added / 1e6:.1f} MB"
+
+
+# every distribution the virtualenv's python sees, as JSON {name: version}
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+)
+
+
+def test_image_holds_exactly_the_locked_versions(image) -> None:
+    """The virtualenv holds the versions of requirements.lock and the package itself: nothing
+    more (pip and setuptools removed), nothing less, no other version."""
+    proc = docker(
+        "run", "--rm", "--network", "host", *HARDENED,
+        "--entrypoint", "/opt/venv/bin/python", image, "-c", LIST_DISTRIBUTIONS,
+    )  # fmt: skip
+    installed = {canonicalize_name(name): v for name, v in json.loads(proc.stdout).items()}
+    locked = {name: entry.version for name, entry in read_lock().items()}
+    assert installed == {**locked, "vastai-exporter": __version__}
+    print(f"image: {len(locked)} locked packages and vastai-exporter {__version__}")
 
 
 def test_hardened_demo_runs_as_10001_and_serves_15_workers_in_10s(image, containers) -> None:
