@@ -42,6 +42,8 @@ REQUIRED_ALERTS = {
     "VastaiWorkerGpuHot",  # issue 11: a GPU over 85 °C for 10 minutes
     "VastaiCreditLow",  # issue 13: the credit lasts under 48 hours at the current spend
     "VastaiCreditCritical",  # issue 13: ... under 6 hours
+    "VastaiWorkerGroupNoSupply",  # issue 23: a polled group's query matches no offer for 15m
+    "VastaiWorkerContractEnding",  # issue 23: a pending price increase, contract ends within 24h
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -75,6 +77,8 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_idle_spend_threshold_dollars_per_hour:effective",
     # issue 13: how long the credit lasts
     "account:vastai_credit_runway:hours",
+    # issue 23: each worker's price over its group's cheapest offer
+    "worker:vastai_worker_price_over_cheapest_offer:ratio",
 }
 
 
