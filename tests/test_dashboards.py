@@ -77,6 +77,11 @@ EXPORTED_METRICS = {
     "vastai_account_balance_dollars",
     "vastai_account_charges_today_dollars",
     "vastai_endpoint_charges_today_dollars",
+    # supply and contracts (issue 23)
+    "vastai_worker_group_offers",
+    "vastai_worker_group_offer_min_price_dollars_per_hour",
+    "vastai_worker_group_offer_median_price_dollars_per_hour",
+    "vastai_worker_group_supply_query_valid",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which exists only where
 # the rules define it (a default and per-endpoint overrides). Its panel says so in its description.
@@ -413,8 +418,9 @@ def test_cost_panels():
         or "cost_dollars" in " ".join(t["expr"] for t in p["targets"])
     ]
     assert len(money) >= 6
+    ratios = ("Credit runway", "Worker price over the cheapest offer")  # hours, a ratio
     for panel in money:
-        if panel["type"] != "table" and panel["title"] != "Credit runway":  # hours of money
+        if panel["type"] != "table" and panel["title"] not in ratios:
             assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
 
 
