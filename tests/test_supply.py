@@ -255,3 +255,28 @@ async def test_an_unknown_key_on_the_search_is_auth(fake_vast: FakeVast, run_exp
         lambda s: value(s, "vastai_target_poll_errors_total", kind="supply", reason="auth") == 1
     )
     assert value(samples, "vastai_target_up", kind="supply") == 0
+
+
+async def test_the_demo_shows_supply_and_a_group_without_any(run_exporter) -> None:
+    """--demo: five worker groups, four distinct searches (1003 and 1004 ask alike), and
+    1005's query (an RTX 4090 under $0.20/h) matches no offer of the simulated market."""
+    exporter = await run_exporter(None, "--demo")
+    samples = await exporter.wait_for_metrics(
+        lambda s: value(s, "vastai_supply_read_searches") is not None, timeout=60
+    )
+    assert value(samples, "vastai_supply_read_searches") == 4
+    offers = {
+        dict(labels)["worker_group_id"]: found
+        for labels, found in series(samples, "vastai_worker_group_offers").items()
+    }
+    assert set(offers) == {"1001", "1002", "1003", "1004", "1005"}
+    assert offers["1005"] == 0 and offers["1003"] == offers["1004"] > 0
+    assert all(offers[g] > 0 for g in ("1001", "1002"))
+    cheapest = {
+        dict(labels)["worker_group_id"]: price
+        for labels, price in series(
+            samples, "vastai_worker_group_offer_min_price_dollars_per_hour"
+        ).items()
+    }
+    assert set(cheapest) == {"1001", "1002", "1003", "1004"}
+    assert cheapest["1001"] > cheapest["1002"] > cheapest["1003"]  # H100s, A100s, RTX cards
