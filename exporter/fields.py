@@ -171,6 +171,7 @@ WORKER_FIELDS: tuple[Field, ...] = (
 # gpu_ram is 1000 MiB.
 VAST_GB = 1000 * 2**20
 CREATE_ENDPOINT = "vast-ai/docs cli/reference/create-endpoint.mdx"
+SHOW_AUTOGROUP = "vast-ai/docs show_autogroup.yaml"
 
 # Endpoint settings of GET /api/v0/endptjobs/, exported as vastai_endpoint_<metric>.
 ENDPOINT_FIELDS: tuple[Field, ...] = (
@@ -245,6 +246,29 @@ GROUP_FIELDS: tuple[Field, ...] = (
         "vast-ai/docs show_autogroup.yaml (gpu_ram: 24) and create-workergroup.mdx (GB, as "
         "the CLI passes it unconverted); a Vast GB is 1000 MiB (vast-cli query.py)",
         scaled(VAST_GB),
+    ),
+    # The group's own autoscaler settings, as the endpoint has them. Vast's create-workergroup
+    # page notes "this field isn't currently used at the workergroup level"; the listing carries
+    # them all the same, and update-workergroup.mdx sets them.
+    Field(
+        "min_load",
+        "min_load",
+        "Load floor set on the worker group, perf units/s (min_load)",
+        SHOW_AUTOGROUP + ' (min_load: number, 1.0); update-workergroup.mdx: "minimum floor '
+        'load in perf units/s"',
+    ),
+    Field(
+        "target_util",
+        "target_util",
+        "Utilization set on the worker group as its target, 0 to 1 (target_util)",
+        SHOW_AUTOGROUP + ' (target_util: number, 0.9); update-workergroup.mdx: "fraction, max 1.0"',
+    ),
+    Field(
+        "cold_mult",
+        "cold_mult",
+        "Multiplier of capacity set on the worker group to keep as cold workers (cold_mult)",
+        SHOW_AUTOGROUP + " (cold_mult: number, 3.0); update-workergroup.mdx: "
+        '"cold/stopped instance capacity target as multiple of hot capacity target"',
     ),
 )
 
@@ -347,6 +371,72 @@ INSTANCE_COLUMNS = (
 )
 assert len({f.metric for f in INSTANCE_FIELDS}) == len(INSTANCE_FIELDS), "duplicate metric name"
 
+SHOW_DEPLOYMENTS = "vast-ai/docs show_deployments.yaml"
+
+
+def version_id(value: Any) -> float | None:
+    """A version id (an integer, nullable): None for null or anything not a whole number."""
+    number = parse_number(value)
+    return number if number is not None and number >= 0 and number == int(number) else None
+
+
+# Numeric fields of GET /api/v0/deployments/, exported per deployment as
+# vastai_deployment_<metric>. `env`, `s3_key` and `search_params` are never read.
+DEPLOYMENT_FIELDS: tuple[Field, ...] = (
+    Field(
+        "current_version_id",
+        "current_version_id",
+        "Id of the deployment's current version (current_version_id)",
+        SHOW_DEPLOYMENTS + " (integer, nullable); workers report it as deployment_version_id",
+        version_id,
+    ),
+    Field(
+        "last_healthy_version_id",
+        "last_healthy_version_id",
+        "Id of the deployment's last version known healthy (last_healthy_version_id)",
+        SHOW_DEPLOYMENTS + " (integer, nullable); versions carry no health of their own",
+        version_id,
+    ),
+    Field(
+        "storage",
+        "storage_bytes",
+        "Storage allocated to each of the deployment's workers in bytes (storage GB x 2^30)",
+        'vast-ai/docs guides/serverless/deployments/configuration.mdx (storage: "Storage '
+        'allocation in GB", default 50); the allocation is GiB in the CLI (cli/reference/'
+        'search-offers.mdx --storage: "in GiB") and the worker disk_usage filling it is GiB',
+        scaled(GIB),
+    ),
+    Field(
+        "ttl",
+        "ttl_seconds",
+        "Seconds without a client heartbeat before the deployment is torn down (ttl)",
+        'configuration.mdx (ttl: "Seconds of inactivity before auto-teardown"; null: no '
+        "expiry); " + SHOW_DEPLOYMENTS,
+    ),
+    Field(
+        "last_client_heartbeat",
+        "last_heartbeat_timestamp_seconds",
+        "Unix time of the deployment client's last heartbeat (last_client_heartbeat)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp of last client heartbeat"); the SDK posts one '
+        "every min(ttl/2, 60) s (vastai/serverless/remote/deploy.py)",
+        parse_timestamp,
+    ),
+    Field(
+        "created_at",
+        "created_timestamp_seconds",
+        "Unix time the deployment was created (created_at)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp")',
+        parse_timestamp,
+    ),
+    Field(
+        "updated_at",
+        "updated_timestamp_seconds",
+        "Unix time the deployment was last updated (updated_at)",
+        SHOW_DEPLOYMENTS + ' ("Unix timestamp")',
+        parse_timestamp,
+    ),
+)
+assert len({f.metric for f in DEPLOYMENT_FIELDS}) == len(DEPLOYMENT_FIELDS), "duplicate metric"
 # --- Supply and contracts (issue 23) ---------------------------------------------------------
 SEARCH_OFFERS = "vast-ai/docs search_offers.yaml"
 PRICE_INCREASES = "vastai 1.9.1 vastai/api/price_increase.py list_pending"

@@ -11,6 +11,11 @@ spacing (`ApiPath`), and the Vast client asks this module before each request:
   next), across reads and reloads;
 - after a 429 on a paced path, none is sent until its Retry-After, or else the spacing doubled
   per 429 in a row (at most MAX_HOLD_SPACINGS spacings);
+- a path declared with `{id}`-style segments (show_deployment.yaml's `/api/v0/deployment/{id}/`)
+  is paced as one path, whatever the ids: every request it matches shares its spacing and its
+  429 hold. Vast's threshold is declared per path template and its 429 names the threshold of the
+  "endpoint" (the route), not of an id, so N deployments' versions are N calls `spacing` apart;
+  requests are counted under the template too, so ids never become label values;
 - the worker lists (run.vast.ai) publish no limit: they share one token bucket over all
   targets (`polling.max_requests_per_second`), and a 429 backs off per target (the scheduler).
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
@@ -33,11 +39,25 @@ MAX_RETRY_AFTER = 3600.0
 class ApiPath:
     """One path of Vast's API that the exporter calls, and how fast it may."""
 
-    path: str
+    path: str  # `{name}` segments stand for ids: "/api/v0/deployment/{id}/versions/"
     spacing: float  # seconds between two requests at least; 0: not paced per path
     source: str  # where the path and its limit are published
     host: str = "console"  # "api": run.vast.ai's worker lists, paced by the shared bucket
     method: str = "GET"  # how the exporter calls it ("POST": the offer search)
+
+    def format(self, **ids: int | str) -> str:
+        """The path of one request, its `{name}` segments filled in."""
+        return self.path.format(**ids)
+
+
+_SEGMENT = re.compile(r"\\\{\w+\\\}")  # a `{name}` segment, once re.escape()d
+
+
+def _template(path: str) -> re.Pattern[str] | None:
+    """The regex of the requests a declared path stands for; None for a plain path."""
+    if "{" not in path:
+        return None
+    return re.compile(_SEGMENT.sub("[^/]+", re.escape(path)))
 
 
 class PathPacer:
@@ -95,6 +115,19 @@ class Pacing:
         self.bucket = TokenBucket(worker_list_rate, clock)
         self._bucketed = frozenset(p.path for p in paths if p.host == "api")
         self._pacers = {p.path: PathPacer(p.spacing, clock) for p in paths if p.host != "api"}
+        self._templates = tuple(
+            (regex, p.path) for p in paths if (regex := _template(p.path)) is not None
+        )
+
+    def route(self, path: str) -> str:
+        """The declared path a request's path is paced and counted as: itself, or the
+        template (`{id}` segments) it matches."""
+        if path in self._pacers or path in self._bucketed:
+            return path
+        for regex, template in self._templates:
+            if regex.fullmatch(path):
+                return template
+        return path
 
     def set_rate(self, rate: float) -> None:
         """polling.max_requests_per_second, for the worker lists."""
@@ -105,13 +138,13 @@ class Pacing:
         self._pacers[path].spacing = spacing
 
     def spacing(self, path: str) -> float:
-        pacer = self._pacers.get(path)
+        pacer = self._pacers.get(self.route(path))
         return 0.0 if pacer is None else pacer.spacing
 
     @contextlib.asynccontextmanager
     async def request(self, path: str) -> AsyncIterator[None]:
         """Wait until a request to `path` may go; a paced path is held until it ends."""
-        pacer = self._pacers.get(path)
+        pacer = self._pacers.get(self.route(path))
         if path in self._bucketed:
             await self.bucket.acquire()
         if pacer is None:
@@ -122,6 +155,6 @@ class Pacing:
 
     def answered(self, path: str, status: int, retry_after: float | None) -> None:
         """What the request to `path` got: a 429 holds a paced path."""
-        pacer = self._pacers.get(path)
+        pacer = self._pacers.get(self.route(path))
         if pacer is not None:
             pacer.answered(status, retry_after)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ import aiohttp
 
 from .clock import loop_time
 from .config import Config, ConfigError, load_config, resolve_api_key
-from .lifecycle import LifecycleTracker
+from .lifecycle import LifecycleTracker, endpoint_of
 from .metrics import ReloadStatus, View
 from .pacing import Pacing
 from .parsing import Worker
@@ -247,6 +248,21 @@ class Exporter:
             if state.holds_workers(now, stale_after)
             for worker_id in state.worker_ids()
         }
+
+    def worker_versions(self) -> dict[int, Counter[str | None]]:
+        """Per endpoint id, this replica's exported workers by deployment_version_id (ReadContext),
+        counted once each as the lifecycle counts them: from the endpoint's own target when it
+        has one (in any shard), else from each of its worker groups; so the counts of replicas
+        add up."""
+        now, stale_after = loop_time(), self.config.polling.stale_after
+        found: dict[int, Counter[str | None]] = {}
+        for state in self.scheduler.states():
+            endpoint = endpoint_of(state.target)
+            if not endpoint or not self.lifecycle.counts(state.target):
+                continue
+            if state.holds_workers(now, stale_after):
+                found.setdefault(int(endpoint), Counter()).update(w[3] for w in state.workers)
+        return found
 
     async def first_poll_round(self) -> None:
         """Until every target has been polled once (at most a minute, for a slow discovery):

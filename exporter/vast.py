@@ -193,7 +193,8 @@ class VastClient:
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any, bytes]:
         """One request to `host` ("api": worker lists; "console": account reads), paced as
-        its path is declared, counted by its route (the path without query) and status code."""
+        its path is declared, counted by its route (the declared path: no query, no ids) and
+        status code."""
         async with self.pacing.request(path):
             return await self._send(method, host, path, payload, params)
 
@@ -236,7 +237,8 @@ class VastClient:
             raise
         finally:
             if code is not None:
-                self._counter.count(host, urllib.parse.urlsplit(path).path, code)
+                route = self.pacing.route(urllib.parse.urlsplit(path).path)  # no ids
+                self._counter.count(host, route, code)
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body, refusing (without buffering) anything past max_response_bytes."""

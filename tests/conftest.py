@@ -37,11 +37,11 @@ def soak_seconds(default: float) -> float:
     return float(os.environ.get("SOAK_SECONDS", default))
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus") -> str:
     """A binary's path: skip the test without it, but fail under CI=true, where it must exist."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus')"
+        message = f"{name} is not installed (Debian package '{package}')"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}, and CI=true requires it")
         pytest.skip(message)
@@ -50,6 +50,12 @@ def require_binary(name: str) -> str:
 
 def promtool() -> str:
     return require_binary("promtool")
+
+
+def alertmanager_binaries() -> tuple[str, str]:
+    """Alertmanager (Debian names it prometheus-alertmanager) and its amtool."""
+    package = "prometheus-alertmanager"
+    return require_binary("prometheus-alertmanager", package), require_binary("amtool", package)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.sim import Reply, create_app, market, paths, ratelimit
+from exporter.sim.api import route_of
 from exporter.sim.billing import DAY, charges_answer
 
 ENDPOINT_PATH = paths.ENDPOINT_WORKERS
@@ -33,6 +34,8 @@ USER_PATH = paths.USER
 CHARGES_PATH = paths.CHARGES
 AUTOGROUP_PATH = paths.AUTOGROUP_WORKERS
 WORKERGROUP_PATH = paths.WORKERGROUP_WORKERS
+DEPLOYMENTS_PATH = paths.DEPLOYMENTS
+DEPLOYMENT_VERSIONS_PATH = paths.DEPLOYMENT_VERSIONS  # a template: .format(id=...)
 BUNDLES_PATH = paths.BUNDLES
 PENDING_PATH = paths.PENDING_PRICE_INCREASES
 USER_EMAIL = "someone@example.com"
@@ -106,7 +109,7 @@ class FakeVast:
     ) -> None:
         self.api_key = api_key
         self.group_paths = group_paths
-        # Vast's limits (ratelimit.Limit) by path: none unless a test sets one.
+        # Vast's limits (ratelimit.RateLimit) by path: none unless a test sets one.
         self.rate_limits: dict[str, ratelimit.Limit] = {}
         self.listing_paths = (
             ENDPTJOBS_PATH,
@@ -115,6 +118,10 @@ class FakeVast:
             INSTANCES_V0_PATH,
             USER_PATH,
             CHARGES_PATH,
+            DEPLOYMENTS_PATH,
+            paths.DEPLOYMENTS_NO_SLASH,
+            paths.DEPLOYMENT,
+            DEPLOYMENT_VERSIONS_PATH,
             BUNDLES_PATH,
             PENDING_PATH,
         )
@@ -131,6 +138,10 @@ class FakeVast:
         # Nth request (counting from 1).
         self.instance_records: list[dict[str, Any]] = []
         self.instance_faults: dict[int, Reply] = {}
+        # Deployments as show_deployments.yaml lists them, and each one's versions (newest
+        # first; a deployment without an entry answers 404, as an unknown one).
+        self.deployment_records: list[dict[str, Any]] = []
+        self.version_records: dict[int, list[dict[str, Any]]] = {}
         # Supply and contracts: the marketplace the offer searches run over (sim/market.py
         # filters, orders and limits it), and the pending price increases' rows.
         self.offer_records: list[dict[str, Any]] = []
@@ -202,6 +213,12 @@ class FakeVast:
         today = int(time.time() // DAY * DAY)
         return charges_answer(lambda _: self.charge_nodes, today, query, self.charges_page_size)
 
+    def deployments(self) -> list[dict[str, Any]]:
+        return self.deployment_records
+
+    def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
+        return self.version_records.get(deployment_id)
+
     def offers(self, body: Any) -> tuple[int, Any]:
         return market.search(self.offer_records, body)
 
@@ -247,7 +264,7 @@ class FakeVast:
                 request.query_string,
             )
         )
-        if request.path not in (ENDPOINT_PATH, *self.group_paths, *self.listing_paths):
+        if route_of(request) not in (ENDPOINT_PATH, *self.group_paths, *self.listing_paths):
             return web.Response(status=404, text="404: Not Found")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -408,6 +425,50 @@ def wrapper(source: str, children: list[dict], **metadata: int) -> dict[str, Any
         "metadata": metadata,
         "items": children,
     }
+
+
+DEPLOYMENT_ENV = "-p 8000:8000/tcp -e HF_TOKEN=hf_deploymentSecretToken0042"
+DEPLOYMENT_S3_KEY = "deployments/42/644/s3-object-key-5e3f.tar.gz"
+DEPLOYMENT_SEARCH = "gpu_name=RTX_4090 secret_search_marker=1"
+
+
+def deployment(deployment_id: int, endpoint_id: int | None, **fields: Any) -> dict[str, Any]:
+    """A deployment of /api/v0/deployments/ as show_deployments.yaml documents it, with the
+    env, s3_key and search_params the exporter must never keep, log or export."""
+    base: dict[str, Any] = {
+        "id": deployment_id,
+        "name": "square",
+        "tag": "default",
+        "image": "vastai/base-image:latest",
+        "endpoint_id": endpoint_id,
+        "env": DEPLOYMENT_ENV,
+        "file_hash": "9b74c9897bac770ffc029102a200c5de",
+        "s3_key": DEPLOYMENT_S3_KEY,
+        "search_params": DEPLOYMENT_SEARCH,
+        "current_version_id": 31,
+        "last_healthy_version_id": 31,
+        "storage": 16.0,
+        "ttl": None,
+        "last_client_heartbeat": None,
+        "created_at": 1764000000.5,
+        "updated_at": 1764500000.25,
+    }
+    base.update(fields)
+    return base
+
+
+def version(version_id: int, label: str | None, **fields: Any) -> dict[str, Any]:
+    """A version of /api/v0/deployment/{id}/versions/ (Vast's backend spec: no published one)."""
+    base: dict[str, Any] = {
+        "id": version_id,
+        "file_hash": f"hash-{version_id}",
+        "version_label": label,
+        "file_size": 20480,
+        "created_at": 1764000000.0 + version_id,
+        "last_used_at": 1764500000.0,
+    }
+    base.update(fields)
+    return base
 
 
 def offer(offer_id: int, gpu_name: str, num_gpus: int, dph_base: float, **fields: Any) -> dict:

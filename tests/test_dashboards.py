@@ -2,11 +2,12 @@
 
 Every dashboard must parse, follow the conventions of issue 3 (datasource variable, descriptions,
 units, $__rate_interval, fixed unique uids), and every PromQL expression must parse and name only
-metrics the exporter exports (issue 12: the dashboards work without the recording rules; the one
-exception, the spend alert's threshold line, is listed in RULE_BACKED). Expressions are parsed
-by promtool: they are written, with the Grafana variables substituted, as recording rules into a
-temporary file and checked with `promtool check rules`. Without promtool these tests skip, except
-in CI (CI=true), where they fail.
+metrics the exporter exports (issue 12: the dashboards work without the recording rules). The
+one recorded series drawn, the spend alert's threshold line (RULE_BACKED), falls back to the
+rules' default on the exporter's own series where the rules are not loaded (issue 25).
+Expressions are parsed by promtool: they are written, with the Grafana variables substituted, as
+recording rules into a temporary file and checked with `promtool check rules`. Without promtool
+these tests skip, except in CI (CI=true), where they fail.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ EXPORTED_METRICS = {
     "vastai_endpoint_cold_mult",
     "vastai_endpoint_cold_workers",
     "vastai_worker_group_info",
+    # the worker groups' own autoscaler settings, as the listing carries them (issue 22)
+    "vastai_worker_group_min_load",
+    "vastai_worker_group_target_util",
+    "vastai_worker_group_cold_mult",
     # hardware and price from the account's instance list (issue 7)
     "vastai_worker_instance_info",
     "vastai_worker_price_dollars_per_hour",
@@ -77,15 +82,30 @@ EXPORTED_METRICS = {
     "vastai_account_balance_dollars",
     "vastai_account_charges_today_dollars",
     "vastai_endpoint_charges_today_dollars",
+    # deployments: version, health, expiry, rollout (issue 24)
+    "vastai_deployment_current_version_id",
+    "vastai_deployment_last_healthy_version_id",
+    "vastai_deployment_healthy",
+    "vastai_deployment_version_info",
+    "vastai_deployment_versions",
+    "vastai_deployment_expiry_timestamp_seconds",
+    "vastai_deployment_workers",
     # supply and contracts (issue 23)
     "vastai_worker_group_offers",
     "vastai_worker_group_offer_min_price_dollars_per_hour",
     "vastai_worker_group_offer_median_price_dollars_per_hour",
     "vastai_worker_group_supply_query_valid",
 }
-# The only recorded series a panel may draw: the spend alert's threshold, which exists only where
-# the rules define it (a default and per-endpoint overrides). Its panel says so in its description.
-RULE_BACKED = {"endpoint:vastai_spend_threshold_dollars_per_hour:effective"}
+# The only recorded series a panel may draw: the spend alert's threshold, which the rules define (a
+# default and per-endpoint overrides). Its query falls back to the rules' default (the record
+# named here) on the exporter's own series while the record is absent, so that a user who
+# imports only the JSON sees the line too; its panel says so in its description.
+RULE_DEFAULTS = {
+    "endpoint:vastai_spend_threshold_dollars_per_hour:effective": (
+        "global:vastai_spend_threshold_dollars_per_hour:default"
+    ),
+}
+RULE_BACKED = set(RULE_DEFAULTS)
 REQUIRED_VARIABLES = ["datasource", "job", "endpoint", "worker_group", "worker"]
 DATASOURCE_UID = "${datasource}"
 VARIABLE_QUERY_RE = re.compile(r"label_values\((.+),\s*\w+\s*\)|query_result\((.+)\)", re.S)
@@ -325,6 +345,32 @@ def test_rule_backed_series_are_extra_lines_with_a_note():
                 assert "recording rules" in panel["description"], panel["title"]
 
 
+def test_rule_backed_lines_fall_back_to_the_rules_default():
+    """Without the rules, a rule-backed line is the rules' default over the series the record is
+    computed from: `RECORD{...} or (BASE * 0 + DEFAULT and on () absent(RECORD))`, where BASE is
+    the expression of the record's base record, its raw series filtered as the panel is."""
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    by_name = {r.get("record"): r["expr"] for g in rules["groups"] for r in g["rules"]}
+    backed = [(where, expr) for where, expr in all_expressions() if rule_backed(expr)]
+    assert backed, "the spend threshold line"
+    for where, expr in backed:
+        (record,) = metric_names(substitute(expr)) & RULE_BACKED
+        default = re.fullmatch(r"vector\((\d+(?:\.\d+)?)\)", by_name[RULE_DEFAULTS[record]].strip())
+        assert default, f"{RULE_DEFAULTS[record]} is a constant"
+        head, fallback = expr.split("\nor\n", 1)
+        assert head == f'{record}{{job=~"$job", endpoint_name=~"$endpoint"}}', where
+        base = re.match(r"\s*([\w:]+) \* 0\b", by_name[record])
+        assert base, f"{record} is its base record * 0 + a threshold"
+        filtered = re.sub(
+            r"(?<![\w:])(vastai_\w+)",
+            r'\1{job=~"$job", endpoint_name=~"$endpoint"}',
+            " ".join(by_name[base.group(1)].split()),
+        )
+        assert " ".join(fallback.split()) == (
+            f"( {filtered} * 0 + {default.group(1)} and on () absent({record}) )"
+        ), where
+
+
 def test_metric_name_extraction():
     expr = (
         'sum by (reason) (rate(vastai_target_poll_errors_total{job=~".*", id="1e3"}[1m])) '
@@ -491,3 +537,26 @@ def test_every_expression_parses(tmp_path):
     )
     listing = "\n".join(f"{i}: {where}: {expr}" for i, (where, expr) in enumerate(exprs))
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{listing}"
+
+
+def test_deployments_row_shows_version_health_rollout_and_expiry():
+    """Issue 24: per deployment its version, healthy or not, rollout progress and time to
+    expiry, from the exporter's own series."""
+    panels = load(DASHBOARD_DIR / "vastai-overview.json")["panels"]
+    start = next(
+        i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Deployments"
+    )
+    end = next(i for i, p in enumerate(panels) if i > start and p["type"] == "row")
+    row = panels[start + 1 : end]
+    exprs = " ".join(t["expr"] for p in row for t in p["targets"])
+    for needle in (
+        "vastai_deployment_current_version_id{",
+        "vastai_deployment_version_info{",
+        "vastai_deployment_healthy{",
+        'endpoint_name=~"$endpoint", version="current"})\n/ (sum by',  # rollout progress
+        "(vastai_deployment_expiry_timestamp_seconds{",
+    ):
+        assert needle in exprs, needle
+    assert "- time()" in exprs
+    names = set().union(*(metric_names(substitute(t["expr"])) for p in row for t in p["targets"]))
+    assert names and not names & recorded_names()

@@ -195,7 +195,9 @@ def bind_mounts(service: dict) -> dict[str, str]:
 
 def test_compose_services():
     services = compose()["services"]
-    assert {"simulator", "vastai-exporter", "prometheus", "grafana"} <= set(services)
+    assert {"simulator", "vastai-exporter", "prometheus", "alertmanager", "grafana"} <= set(
+        services
+    )
     simulator = services["simulator"]
     assert simulator["command"] == ["simulate", "--listen", "0.0.0.0:8080"]
     assert simulator.get("healthcheck", {}).get("disable") is True, "it does not serve :9840"
@@ -207,7 +209,7 @@ def test_compose_services():
         default = global_args()["BASE_IMAGE"]
         assert build["args"]["BASE_IMAGE"] == f"${{BASE_IMAGE:-{default}}}"
         assert services[name]["image"] == "vastai-exporter:local", "the built image is named"
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "alertmanager", "grafana"):
         image = services[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pinned image"
 
@@ -247,6 +249,23 @@ def test_compose_prometheus_loads_config_and_rules():
         t for sc in config["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]
     ]
     assert "vastai-exporter:9840" in targets
+
+
+def test_compose_prometheus_alerts_the_compose_alertmanager():
+    """Prometheus sends to the compose Alertmanager, which runs the example config."""
+    services = compose()["services"]
+    alertmanager = services["alertmanager"]
+    config_target = next(
+        arg.split("=", 1)[1] for arg in alertmanager["command"] if arg.startswith("--config.file=")
+    )
+    assert bind_mounts(alertmanager)[config_target] == str(
+        DEPLOY / "alertmanager" / "alertmanager.yml"
+    )
+    assert "9093:9093" in alertmanager["ports"]
+    assert "alertmanager" in services["prometheus"]["depends_on"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert [t for s in manager["static_configs"] for t in s["targets"]] == ["alertmanager:9093"]
 
 
 def test_compose_grafana_is_provisioned():
@@ -507,8 +526,8 @@ def test_kustomization_includes_rules_and_dashboards():
 def test_ci_installs_starts_and_stops_the_docker_engine():
     """.ci/run prepares a fresh Debian machine: packages, dockerd, the stand-in base image."""
     text = (ROOT / ".ci" / "run").read_text()
-    for package in ("prometheus", "docker.io", "debootstrap"):
-        assert package in text, package
+    for package in ("prometheus", "prometheus-alertmanager", "jsonnet", "docker.io", "debootstrap"):
+        assert f"missing+=({package})" in text, package
     assert "apt-get update" in text and "apt-get install -y" in text
     assert "dockerd --bridge=none --iptables=false" in text
     assert "trap stop_dockerd EXIT" in text, "the engine it starts is stopped at the end"

@@ -322,6 +322,15 @@ async def test_demo_mode_shows_workers_within_five_seconds(run_exporter) -> None
     assert time.monotonic() - started < 5
     assert len({dict(k)["endpoint_id"] for k in series(samples, "vastai_worker_status")}) >= 2
     assert len({dict(k)["worker_group_id"] for k in series(samples, "vastai_worker_status")}) >= 3
+    # The groups' own settings from the listing; none of its secrets or personal data.
+    samples = await exporter.wait_for_metrics(
+        lambda s: len(series(s, "vastai_worker_group_cold_mult")) == 5, timeout=10
+    )
+    cold_mult = series(samples, "vastai_worker_group_cold_mult", worker_group_id="1004")
+    assert list(cold_mult.values()) == [3.0]
+    text = await exporter.scrape() + (await exporter.get("/"))[1]
+    for secret in ("simkey-", "hf_sim", "@example.com", "203.0.113.", "Example Street", "rented"):
+        assert secret not in text
     assert await exporter.stop() == 0
 
 

@@ -158,6 +158,8 @@ async def test_openapi_listings(fake_vast: FakeVast, run_exporter) -> None:
     )
     assert value(samples, "vastai_worker_group_test_workers", **group) == 3
     assert value(samples, "vastai_worker_group_gpu_ram_bytes", **group) == 24 * 1000 * 2**20
+    for metric, number in {"min_load": 1.0, "target_util": 0.9, "cold_mult": 3.0}.items():
+        assert value(samples, f"vastai_worker_group_{metric}", **group) == number
     text = await exporter.scrape() + (await exporter.get("/"))[1]
     assert "your_api_key_here" not in text  # the listings' per-endpoint keys are secrets
 

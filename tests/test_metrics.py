@@ -8,21 +8,24 @@ from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
 from exporter.fields import (
+    DEPLOYMENT_FIELDS,
     ENDPOINT_FIELDS,
     GROUP_FIELDS,
     INSTANCE_FIELDS,
     OFFER_FIELDS,
+    PRICE_INCREASE_FIELDS,
     WORKER_FIELDS,
 )
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_workers_payload
 from exporter.reads.billing import BillingView
+from exporter.reads.deployments import DeploymentRow, DeploymentsView, parse_deployments
 from exporter.reads.instances import InstancesView
 from exporter.reads.listing import ListingView
 from exporter.reads.supply import Offers, Round, SupplyView
 from exporter.scheduler import TargetState
 
-from .fakevast import worker
+from .fakevast import deployment, worker
 from .harness import parse_metrics, series
 
 ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
@@ -135,10 +138,20 @@ def test_target_series_and_zeroed_error_counters() -> None:
 def every_view() -> list:
     """A view of each account read, so that every family is written."""
     billing = BillingView(12.5, -1.0, {"total": 3.0}, (("10", "chat", {"gpu": 2.0}),), ())
+    [found] = parse_deployments(
+        {"deployments": [deployment(7, 10, ttl=60, last_client_heartbeat=1)]}
+    )
+    row = DeploymentRow(("7", "square", "default", "10", "chat"), found, (), True, (1, 2))
     supply = SupplyView(
         ((("20", "10", "chat"), True, Offers(3, 4.0, 0.2, 0.25)),), Round((), 1, 0.5)
     )
-    return [ListingView(), InstancesView({}, (4, 3.5)), billing, supply]
+    return [
+        ListingView(),
+        InstancesView({}, (4, 3.5)),
+        billing,
+        DeploymentsView((row,)),
+        supply,
+    ]
 
 
 def test_help_texts_say_the_data_is_cached() -> None:
@@ -161,8 +174,11 @@ def test_help_texts_say_the_data_is_cached() -> None:
         and line not in billed + counted + searched
     ]
     priced = [line for line in polled if "instance list" in line]
-    assert len(polled) == 39 and len(listed) == 13 and len(priced) == 13 and len(billed) == 5
+    assert len(polled) == 42 and len(listed) == 16 and len(priced) == 13 and len(billed) == 5
     assert len(counted) == 5 and len(searched) == 5
+    deployments = [line for line in helps if line.startswith("# HELP vastai_deployment_")]
+    assert len(deployments) == 13
+    assert all("deployments read" in line for line in deployments if "_workers " not in line)
     assert all("cached from the last poll" in line for line in set(polled) - set(listed + priced))
     assert all("cached from the last account listing" in line for line in listed)
     assert all("cached from the last instance list" in line for line in priced)
@@ -173,7 +189,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 73
+    assert len(names) == 89
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
@@ -187,7 +203,9 @@ def test_readme_unit_table_follows_the_field_declarations() -> None:
         ("vastai_endpoint_", ENDPOINT_FIELDS),
         ("vastai_worker_group_", GROUP_FIELDS),
         ("vastai_worker_", INSTANCE_FIELDS),
+        ("vastai_deployment_", DEPLOYMENT_FIELDS),
         ("vastai_worker_group_", OFFER_FIELDS),
+        ("vastai_worker_", PRICE_INCREASE_FIELDS),
     )
     expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
     rows = [line for line in readme.splitlines() if line in expected]

@@ -10,9 +10,18 @@ import pytest
 from exporter.pacing import ApiPath, Pacing
 from exporter.parsing import PollError
 from exporter.reads.base import pages
+from exporter.traffic import RequestCounter
 from exporter.vast import WORKER_LISTS, VastClient, create_session
 
-from .fakevast import INSTANCES_PATH, USER_PATH, FakeVast, failure, user_record
+from .fakevast import (
+    DEPLOYMENT_VERSIONS_PATH,
+    INSTANCES_PATH,
+    USER_PATH,
+    FakeVast,
+    failure,
+    user_record,
+    version,
+)
 from .harness import API_KEY
 
 pytestmark = pytest.mark.virtual_time
@@ -21,8 +30,12 @@ USER = ApiPath(USER_PATH, 1.0, "test")
 INSTANCES = ApiPath(INSTANCES_PATH, 1.0, "test")
 
 
-def _client(session, fake: FakeVast, pacing: Pacing) -> VastClient:
-    return VastClient(session, fake.url, API_KEY, 2.0, console_url=fake.url, pacing=pacing)
+def _client(
+    session, fake: FakeVast, pacing: Pacing, counter: RequestCounter | None = None
+) -> VastClient:
+    return VastClient(
+        session, fake.url, API_KEY, 2.0, console_url=fake.url, pacing=pacing, counter=counter
+    )
 
 
 def _at(fake: FakeVast, path: str) -> list[float]:
@@ -119,3 +132,31 @@ async def test_worker_lists_share_the_token_bucket(fake_vast: FakeVast) -> None:
         await asyncio.gather(*(client.fetch_workers(target) for target in targets))
     # One token to start with, then two a second, over every worker-list request.
     assert sorted(r.at for r in fake_vast.requests) == [0.0, 0.5, 1.0, 1.5]
+
+
+async def test_a_templated_path_is_one_path_whatever_its_ids(fake_vast: FakeVast) -> None:
+    """`/api/v0/deployment/{id}/versions/` is paced, held after a 429 and counted as one path:
+    Vast declares its limits per path template, and an id must not become a label value."""
+    fake_vast.version_records = {1: [version(11, "a")], 2: [version(21, "b")]}
+    one, two = (DEPLOYMENT_VERSIONS_PATH.format(id=ident) for ident in (1, 2))
+    fake_vast.listings[one] = iter(
+        [None, failure(429, {"detail": "too frequent"}, {"Retry-After": "10"})]
+    ).__next__
+    pacing = Pacing((ApiPath(DEPLOYMENT_VERSIONS_PATH, 3.0, "test"),))
+    counter = RequestCounter()
+    async with create_session(4) as session:
+        client = _client(session, fake_vast, pacing, counter)
+        await asyncio.gather(client.get(one, lambda p: p), client.get(two, lambda p: p))
+        with pytest.raises(PollError) as caught:
+            await client.get(one, lambda p: p)
+        assert caught.value.reason == "rate_limited"
+        assert (await client.get(two, lambda p: p))["versions"][0]["id"] == 21
+    # 3 s apart across ids; the 429 of deployment 1 at 6 s holds deployment 2 until 16 s.
+    assert [r.at for r in fake_vast.requests] == [0.0, 3.0, 6.0, 16.0]
+    assert [r.path for r in fake_vast.requests] == [one, two, one, two]
+    assert pacing.route(two) == DEPLOYMENT_VERSIONS_PATH
+    assert pacing.route("/api/v0/deployment/1/versions/extra/") != DEPLOYMENT_VERSIONS_PATH
+    assert counter.snapshot() == (
+        (("console", DEPLOYMENT_VERSIONS_PATH, "200"), 3),
+        (("console", DEPLOYMENT_VERSIONS_PATH, "429"), 1),
+    )

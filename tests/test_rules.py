@@ -42,6 +42,9 @@ REQUIRED_ALERTS = {
     "VastaiWorkerGpuHot",  # issue 11: a GPU over 85 °C for 10 minutes
     "VastaiCreditLow",  # issue 13: the credit lasts under 48 hours at the current spend
     "VastaiCreditCritical",  # issue 13: ... under 6 hours
+    "VastaiDeploymentUnhealthy",  # issue 24: not on its last healthy version for 30 minutes
+    "VastaiDeploymentExpiring",  # issue 24: torn down within 10 minutes, heartbeats late
+    "VastaiDeploymentRolloutStalled",  # issue 24: workers on two versions for 30 minutes
     "VastaiWorkerGroupNoSupply",  # issue 23: a polled group's query matches no offer for 15m
     "VastaiWorkerContractEnding",  # issue 23: a pending price increase, contract ends within 24h
 }

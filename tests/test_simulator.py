@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.fields import WORKER_FIELDS
+from exporter.fields import ENDPOINT_FIELDS, GROUP_FIELDS, INSTANCE_FIELDS, WORKER_FIELDS
 from exporter.sim import (
     FLAKY_GROUP_ID,
     FRESH_ENDPOINT_ID,
@@ -22,6 +22,20 @@ from exporter.sim import (
     demo_targets,
     run_simulator,
     start_simulator,
+)
+from exporter.sim.model import QUERY_STRING_GROUP_ID
+
+from .published import (
+    CLI_ENDPOINT,
+    CLI_INSTANCE,
+    CLI_USER,
+    CLI_WORKER,
+    SHOW_AUTOGROUP,
+    SHOW_ENDPOINTS,
+    SHOW_INSTANCE,
+    SHOW_INSTANCES,
+    SHOW_USER,
+    mismatches,
 )
 
 KEY = "test-key"
@@ -366,6 +380,76 @@ async def test_workers_carry_every_field_of_the_table(api: Api) -> None:
             sent |= {key for key, value in worker.items() if value is not None}
     assert {field.api for field in WORKER_FIELDS} - sent == set()
     assert "deployment_version_id" in sent
+
+
+async def test_listings_carry_every_field_of_the_tables(api: Api) -> None:
+    """The listings and the instance list follow exporter/fields.py: every declared endpoint,
+    worker-group and instance field is a number in every record."""
+    api.clock.advance(FRESH_SECONDS)
+    for records, fields in (
+        ((await api.get("/api/v0/endptjobs/"))["results"], ENDPOINT_FIELDS),
+        ((await api.get("/api/v0/workergroups/"))["results"], GROUP_FIELDS),
+        (await all_instances(api), INSTANCE_FIELDS),
+    ):
+        assert records
+        for record in records:
+            assert {f.api for f in fields if _num(record.get(f.api)) is None} == set(), record
+
+
+async def test_records_carry_every_published_field(api: Api) -> None:
+    """Each record has every field that Vast's OpenAPI and vast-cli 1.9.1 read, with its
+    published type (tests/published.py); one instance is shown by its v0 path as listed, and
+    the user under both spellings."""
+    api.clock.advance(FRESH_SECONDS)  # every group has workers
+    endpoints = (await api.get("/api/v0/endptjobs/"))["results"]
+    instances = await all_instances(api)
+    shown = [
+        (await api.get(f"/api/v0/instances/{i['id']}/?owner=me"))["instances"] for i in instances
+    ]
+    users = [await api.get(path) for path in ("/api/v0/users/current/", "/api/v0/users/current")]
+    workers = [w for e in endpoints for w in await api.workers("/get_endpoint_workers/", e["id"])]
+    checks = (
+        ("endpoint", endpoints, SHOW_ENDPOINTS | CLI_ENDPOINT),
+        ("group", (await api.get("/api/v0/workergroups/"))["results"], SHOW_AUTOGROUP),
+        ("instance", instances, SHOW_INSTANCES | CLI_INSTANCE),
+        ("instance v0", shown, SHOW_INSTANCE | CLI_INSTANCE),
+        ("user", users, SHOW_USER | CLI_USER),
+        ("worker", workers, CLI_WORKER),
+    )
+    wrong = {
+        f"{kind} {record['id']}": found
+        for kind, records, fields in checks
+        for record in records
+        if (found := mismatches(record, fields))
+    }
+    assert wrong == {}
+    assert shown == instances and users[0] == users[1]
+    assert {e["created_at"].__class__ for e in endpoints} == {float, str}  # both forms
+
+
+async def test_worker_groups_list_their_search_in_both_forms(api: Api) -> None:
+    """search_query is the JSON object show_autogroup.yaml types it as, except in one group,
+    which keeps the query string of the schema's example; both ask for the group's GPUs."""
+    groups = (await api.get("/api/v0/workergroups/"))["results"]
+    texts = {g["id"]: g["search_query"] for g in groups if isinstance(g["search_query"], str)}
+    assert list(texts) == [QUERY_STRING_GROUP_ID]
+    assert texts[QUERY_STRING_GROUP_ID].startswith("gpu_name in [RTX_4090,RTX_3090] num_gpus=1 ")
+    for group in groups:
+        if group["id"] != QUERY_STRING_GROUP_ID:
+            query = group["search_query"]
+            assert query["gpu_ram"] == {"gte": group["gpu_ram"] * 1000.0}
+            assert query["rented"] == {"eq": False} and query["verified"] == {"eq": True}
+
+
+async def test_one_instance_by_its_v0_path(api: Api) -> None:
+    """GET /api/v0/instances/{id}/ still answers (show_instance.yaml) where the v0 list is gone:
+    `{"instances": null}` for an id the account does not hold, 400 for one that is no id."""
+    async with api.session.get(api.base + "/api/v0/instances/5/", headers=AUTH) as resp:
+        assert resp.status == 200 and await resp.json() == {"instances": None}
+    async with api.session.get(api.base + "/api/v0/instances/abc/", headers=AUTH) as resp:
+        assert resp.status == 400 and (await resp.json())["error"] == "invalid_args"
+    async with api.session.get(api.base + "/api/v0/instances/5/") as resp:
+        assert resp.status == 401
 
 
 async def test_the_fresh_endpoint_is_not_ready_then_cold_starts(api: Api) -> None:

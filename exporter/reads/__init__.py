@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
+from .deployments import DeploymentsRead
 from .instances import InstancesRead
 from .listing import ListingRead
 from .supply import SupplyRead
@@ -17,6 +18,7 @@ ACCOUNT_READS: tuple[type[AccountRead], ...] = (
     ListingRead,
     InstancesRead,
     BillingRead,
+    DeploymentsRead,
     # Supply and contracts (issue 23)
     SupplyRead,
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -42,6 +43,11 @@ class ReadContext(Protocol):
     def client(self) -> VastClient: ...  # the client of the current config
 
     def polled_worker_ids(self) -> set[str]: ...
+
+    def worker_versions(self) -> dict[int, Counter[str | None]]:
+        """Per endpoint id, the workers this replica exports by deployment_version_id (None:
+        the worker sent none), each worker counted once."""
+        ...
 
     async def first_poll_round(self) -> None: ...
 

@@ -2,8 +2,10 @@
 
 It answers as Vast documents (the OpenAPI in vast-ai/docs): bare-string errors with HTTP 200,
 `{"error_msg"}` while an endpoint is not ready, an account without endpoints as HTTP 400, the v1
-instance list paged and rate-limited, v0 gone (410), charges in tree format. It is read-only:
-``/route/`` and ``/update_workers/`` are deliberately absent.
+instance list paged and rate-limited, the v0 list gone (410) but one v0 instance still shown,
+charges in tree format, the user under both spellings vast-cli uses, deployments and their
+versions (404 for an unknown one). It is read-only: ``/route/``, ``/update_workers/`` and the
+deployments' start, stop, heartbeat and delete calls are deliberately absent.
 
 What it answers from is an `Account`: the `Simulation` for ``--demo`` and ``simulate``, or a
 test's scripted account. Either may replace any answer with a `Reply` (the fault-injection hook),
@@ -39,6 +41,9 @@ class Account(Protocol):
     def instances(self) -> list[dict[str, Any]]: ...
     def user(self) -> dict[str, Any]: ...
     def charges(self, query: Mapping[str, str]) -> tuple[int, Any]: ...
+    def deployments(self) -> list[dict[str, Any]]: ...
+    def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
+        """The versions of a deployment, newest first; None for an unknown deployment."""
     # Supply and contracts: an offer search's (status, answer) for its body, and the pending
     # price increases' envelope.
     def offers(self, body: Any) -> tuple[int, Any]: ...
@@ -47,7 +52,7 @@ class Account(Protocol):
 
 _ACCOUNT_KEY = web.AppKey("account", object)  # an Account
 _API_KEY = web.AppKey("api_key", object)  # str | None
-_LIMITS_KEY = web.AppKey("rate_limits", dict)  # path -> ratelimit.Limit
+_LIMITS_KEY = web.AppKey("rate_limits", dict)  # route -> ratelimit.Limit
 
 
 def _account(request: web.Request) -> Account:
@@ -76,9 +81,15 @@ def _unauthorized() -> web.Response:
     return _text(401, "401 Unauthorized: missing or invalid API key")
 
 
+def route_of(request: web.Request) -> str:
+    """The route a request matched: its path, or the template (`{id}`) it is an instance of."""
+    resource = request.match_info.route.resource
+    return request.path if resource is None else resource.canonical
+
+
 def _too_fast(request: web.Request, key: str) -> web.Response | None:
-    """Vast's 429 if this call breaks its path's limit for this key, else None."""
-    limit = request.app[_LIMITS_KEY].get(request.path)
+    """Vast's 429 if this call breaks its route's limit for this key, else None."""
+    limit = request.app[_LIMITS_KEY].get(route_of(request))
     if limit is None or limit.allows(key):
         return None
     return _text(429, ratelimit.too_fast(limit.interval))
@@ -190,6 +201,19 @@ def _instances_v0(account: Account, request: web.Request) -> web.StreamResponse:
     return web.json_response(instance_list.V0_GONE, status=410)
 
 
+def _instance_v0(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/instances/{id}/ (show_instance.yaml): `{"instances": record}`; an id the
+    account does not hold is `{"instances": null}`, which vast-cli's show_instance reads as
+    "not found or no longer exists"; a non-integer id is 400 invalid_args."""
+    try:
+        ident = int(request.match_info["id"])
+    except ValueError:
+        body = {"success": False, "error": "invalid_args", "msg": "Invalid instance ID"}
+        return web.json_response(body, status=400)
+    found = next((r for r in account.instances() if r["id"] == ident), None)
+    return web.json_response({"instances": found})
+
+
 def _user(account: Account, request: web.Request) -> web.StreamResponse:
     return web.json_response(account.user())
 
@@ -197,6 +221,46 @@ def _user(account: Account, request: web.Request) -> web.StreamResponse:
 def _charges(account: Account, request: web.Request) -> web.StreamResponse:
     status, body = account.charges(request.query)
     return web.json_response(body, status=status)
+
+
+def _deployments(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/deployments/ (show_deployments.yaml)."""
+    return web.json_response({"success": True, "deployments": account.deployments()})
+
+
+def _path_id(request: web.Request) -> int | None:
+    text = request.match_info.get("id", "")
+    return int(text) if text.isdigit() else None
+
+
+def _no_deployment(ident: str) -> web.Response:
+    """show_deployment.yaml's 404, in its Error schema."""
+    body = {"success": False, "error": "not_found", "msg": f"Deployment {ident} not found."}
+    return web.json_response(body, status=404)
+
+
+def _deployment(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/deployment/{id}/ (show_deployment.yaml): the list's record with
+    `endpoint_state` (its endpoint's) and `worker_count` (null, as Vast often answers it)."""
+    ident = _path_id(request)
+    found = [d for d in account.deployments() if ident is not None and d.get("id") == ident]
+    if not found:
+        return _no_deployment(request.match_info.get("id", ""))
+    states = {e.get("id"): e.get("endpoint_state") for e in account.endpoints()}
+    record = found[0]
+    state = states.get(record.get("endpoint_id"))
+    detail = {**record, "endpoint_state": state, "worker_count": None}
+    return web.json_response({"success": True, "deployment": detail})
+
+
+def _deployment_versions(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/deployment/{id}/versions/ (vastai 1.9.1 show_deployment_versions; no
+    published schema): `{"success": true, "versions": [...]}`, newest first."""
+    ident = _path_id(request)
+    versions = None if ident is None else account.deployment_versions(ident)
+    if versions is None:
+        return _no_deployment(request.match_info.get("id", ""))
+    return web.json_response({"success": True, "versions": versions})
 
 
 async def _bundles(request: web.Request) -> web.StreamResponse:
@@ -250,7 +314,7 @@ def create_app(
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted.
-    `rate_limits` by path (read on every request): by default `ratelimit.LIMITS` and
+    `rate_limits` by route (read on every request): by default `ratelimit.LIMITS` and
     `ratelimit.WINDOWS`."""
     app = web.Application(middlewares=list(middlewares))
     app[_ACCOUNT_KEY] = account
@@ -271,9 +335,15 @@ def create_app(
     app.router.add_get(paths.WORKERGROUPS, _account_read(_groups))
     app.router.add_get(paths.AUTOJOBS, _account_read(_groups))
     app.router.add_get(paths.USER, _account_read(_user))
+    app.router.add_get(paths.USER_NO_SLASH, _account_read(_user))
     app.router.add_get(paths.CHARGES, _login_first(_account_read(_charges)))
     app.router.add_get(paths.INSTANCES, _account_read(_instances_v1))
     app.router.add_get(paths.INSTANCES_V0, _account_read(_instances_v0))
+    app.router.add_get(paths.DEPLOYMENTS, _account_read(_deployments))
+    app.router.add_get(paths.DEPLOYMENTS_NO_SLASH, _account_read(_deployments))
+    app.router.add_get(paths.DEPLOYMENT, _account_read(_deployment))
+    app.router.add_get(paths.DEPLOYMENT_VERSIONS, _account_read(_deployment_versions))
+    app.router.add_get(paths.INSTANCE, _account_read(_instance_v0))
     app.router.add_post(paths.BUNDLES, _bundles)
     app.router.add_get(paths.PENDING_PRICE_INCREASES, _account_read(_pending_price_increases))
     return app

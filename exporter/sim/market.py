@@ -46,6 +46,7 @@ class GpuModel:
     dlperf: tuple[float, float]  # per GPU
     compute_cap: int
     flops: float  # TFLOPS per GPU
+    disk: tuple[float, float] = (100.0, 2000.0)  # GB free on the machine
 
 
 MODELS = (
@@ -53,8 +54,9 @@ MODELS = (
     GpuModel("A100 SXM4", 81920, (1, 2, 4, 8), (0.9, 1.4), (110.0, 140.0), 800, 19.5),
     GpuModel("L40S", 46068, (1, 2, 4), (0.6, 0.9), (80.0, 100.0), 890, 90.0),
     GpuModel("RTX 5090", 32607, (1, 2), (0.5, 0.8), (95.0, 120.0), 1200, 105.0),
-    GpuModel("RTX 4090", 24564, (1, 2, 4), (0.28, 0.55), (65.0, 90.0), 890, 82.0),
-    GpuModel("RTX 3090", 24576, (1, 2, 4), (0.14, 0.28), (35.0, 48.0), 860, 35.0),
+    # Consumer hosts with little disk: no RTX 4090 offer has 64 GB (the demo's group 1005).
+    GpuModel("RTX 4090", 24564, (1, 2, 4), (0.28, 0.55), (65.0, 90.0), 890, 82.0, (34.0, 60.0)),
+    GpuModel("RTX 3090", 24576, (1, 2, 4), (0.14, 0.28), (35.0, 48.0), 860, 35.0, (40.0, 500.0)),
 )
 GEOLOCATIONS = ("Sweden, SE", "Texas, US", "Quebec, CA", "Norway, NO", "Germany, DE",
                 "California, US", "Japan, JP", "Taiwan, TW")  # fmt: skip
@@ -103,7 +105,7 @@ def _offer(rng: random.Random, model: GpuModel, size: int, ident: int) -> dict[s
         "cuda_max_good": rng.choice((12.4, 12.8, 13.0)),
         "driver_version": "570.133.07",
         "driver_vers": 570133007,
-        "disk_space": round(rng.uniform(100, 2000), 1),
+        "disk_space": round(rng.uniform(*model.disk), 1),
         "disk_bw": round(rng.uniform(800, 6000), 1),
         "inet_up": round(rng.uniform(200, 5000), 1),
         "inet_down": round(rng.uniform(500, 8000), 1),

@@ -17,15 +17,16 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from ..pricing import billing_state
+from . import deployments, records
 from .billing import SimulatedBilling, WorkerBill
 from .paths import GROUP_WORKERS
 from .reply import Reply
-from .supply import SEARCH_QUERIES, Contract, SimulatedSupply
+from .supply import Contract, SimulatedSupply
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ FRESH_ENDPOINT_ID = 104  # created with the simulation: not ready for its first 
 FRESH_SECONDS = 30.0
 OBJECT_SHAPE_GROUP_ID = 1001  # answers in the documented {"workers": [...]} shape
 SPARE_GROUP_ID = 1002  # keeps one ready worker that gets no traffic: idle spend on the dashboards
+# Lists its search_query as the query string of show_autogroup.yaml's example; the others as
+# the JSON object the same schema types it as.
+QUERY_STRING_GROUP_ID = 1003
 USER_ID = 424242
 DAY_SECONDS = 600.0  # one simulated "day" of load, compressed so a demo shows a full cycle
 _MAX_CATCH_UP = 3600  # steps; after a longer gap the simulation resumes as if it had paused
@@ -78,6 +82,9 @@ class _GroupSpec:
     created_at: float
     cold: int = 0  # stopped (inactive) workers kept for fast scale-up
     fresh: bool = False  # created with the simulation: no workers before FRESH_SECONDS
+    _: KW_ONLY
+    disk_space: float  # GB each instance gets (its offer search asks for as much)
+    autoscaler: tuple[float, float, float]  # the group's own min_load, target_util, cold_mult
 
 
 _ENDPOINTS: tuple[_EndpointSpec, ...] = (
@@ -109,16 +116,16 @@ _ENDPOINTS: tuple[_EndpointSpec, ...] = (
 
 _GROUPS: tuple[_GroupSpec, ...] = (
     _GroupSpec(1001, 101, 4, ("H100 SXM",), 2, 80, 152.0, (30, 60), "running", 7, 310245,
-               1717430530.0),
+               1717430530.0, disk_space=200.0, autoscaler=(1000.0, 0.9, 2.5)),
     _GroupSpec(1002, 101, 4, ("A100 SXM4",), 2, 80, 148.0, (30, 60), "ready", 7, 310246,
-               1718201122.0, cold=1),
+               1718201122.0, cold=1, disk_space=200.0, autoscaler=(500.0, 0.8, 3.0)),
     _GroupSpec(1003, 102, 5, ("RTX 4090", "RTX 3090"), 1, 24, 14.5, (8, 20), "running", 3,
-               298877, 1719852090.0),
+               298877, 1719852090.0, disk_space=32.0, autoscaler=(2.0, 0.8, 2.0)),
     _GroupSpec(FLAKY_GROUP_ID, 103, 3, ("RTX 3090", "RTX 4090"), 1, 24, 4.2, (6, 14), "ready",
-               None, 301502, 1726128300.0),
+               None, 301502, 1726128300.0, disk_space=16.0, autoscaler=(1.0, 0.9, 3.0)),
     # The fresh endpoint's group: no worker until FRESH_SECONDS, then cold starts of 20-40 s.
     _GroupSpec(1005, FRESH_ENDPOINT_ID, 2, ("RTX 4090",), 1, 24, 38.0, (20, 40), "ready", 1,
-               312001, 1764234000.0, fresh=True),
+               312001, 1764234000.0, fresh=True, disk_space=64.0, autoscaler=(100.0, 0.9, 2.0)),
 )  # fmt: skip
 
 # name -> (DLPerf per GPU range, dollars per hour per GPU range)
@@ -127,6 +134,13 @@ _GPU_MODELS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "A100 SXM4": ((110.0, 140.0), (0.9, 1.4)),
     "RTX 4090": ((65.0, 90.0), (0.28, 0.55)),
     "RTX 3090": ((35.0, 48.0), (0.14, 0.28)),
+}
+# endpoint id -> the image its template runs (image_uuid of its instances)
+_IMAGES = {
+    101: "vllm/vllm-openai:v0.9.2",
+    102: "vastai/comfy:v0.3.43-cuda-12.8",
+    103: "ghcr.io/huggingface/text-embeddings-inference:1.7",
+    FRESH_ENDPOINT_ID: "vllm/vllm-openai:v0.9.2",
 }
 _GEOS = ("US", "Sweden, SE", "California, US", "Quebec, CA", "Norway, NO", "Germany, DE",
          "Texas, US", "Japan, JP")  # fmt: skip
@@ -174,6 +188,7 @@ class _Worker:
     upper: bool  # reports status in upper case, as some PyWorker versions do
     quirk: str  # one of _QUIRKS: a numeric field sent as string, or a null field
     omit_loaded_at: bool  # leaves loaded_at out (rather than 0) until loaded
+    version: int | None = None  # deployment_version_id (sim/deployments.py: the rollout)
     measured_perf: float | None = None  # None until benchmarked on first load
     loaded_at: float = 0.0
     after_error: str = "rebooting"
@@ -276,12 +291,40 @@ class Simulation:
     def user(self) -> dict[str, Any]:
         """The account as GET /api/v0/users/current/ shows it: its credit falls as it spends."""
         self._sync()
-        return self._billing.user(USER_ID)
+        return {**self._billing.user(USER_ID), **records.profile()}
 
     def charges(self, query: Any) -> tuple[int, Any]:
         """GET /api/v0/charges/ for a query string: today's charges, growing through the day."""
         self._sync()
         return self._billing.charges(query)
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Deployment records as GET /api/v0/deployments/ lists them (sim/deployments.py)."""
+        self._sync()
+        now = float(self._clock())
+        return [
+            deployments.record(
+                spec, self.seed, USER_ID, self._t0, now, self._versions_run(spec.endpoint_id)
+            )
+            for spec in deployments.DEPLOYMENTS
+        ]
+
+    def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
+        """A deployment's versions, newest first; None for an unknown deployment."""
+        spec = deployments.find(deployment_id)
+        if spec is None:
+            return None
+        self._sync()
+        running = self._versions_run(spec.endpoint_id)
+        return deployments.versions(spec, self._t0, float(self._clock()), running)
+
+    def _versions_run(self, endpoint_id: int) -> set[int]:
+        """The deployment versions the endpoint's workers run."""
+        return {
+            w.version
+            for w in self._workers
+            if w.group.endpoint_id == endpoint_id and w.version is not None
+        }
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Endpoint records as GET /api/v0/endptjobs/ lists them."""
@@ -294,28 +337,41 @@ class Simulation:
                 "created_at": e.created_at,
                 "user_id": USER_ID,
                 "api_key": _api_key_for(self.seed, "endpoint", e.id),
+                # Read by vast-cli's EndpointData.from_dict (vastai/data/endpoint.py), dropped
+                # by its show_endpoints: an endpoint that is not due for deletion.
+                "auto_delete_in_seconds": None,
+                "auto_delete_due_24h": False,
             }
             for e in _ENDPOINTS
         ]
 
     def worker_groups(self) -> list[dict[str, Any]]:
-        """Worker-group records as GET /api/v0/workergroups/ lists them."""
+        """Worker-group records as GET /api/v0/workergroups/ lists them: every field of
+        show_autogroup.yaml, with its types (created_at an ISO-8601 string)."""
         names = {e.id: e.name for e in _ENDPOINTS}
-        return [
-            {
-                "id": g.id,
-                "endpoint_id": g.endpoint_id,
-                "endpoint_name": names[g.endpoint_id],
-                "template_hash": hashlib.md5(f"template:{g.template_id}".encode()).hexdigest(),
-                "template_id": g.template_id,
-                "gpu_ram": g.gpu_ram,
-                "test_workers": 3,
-                "created_at": g.created_at,
-                "api_key": _api_key_for(self.seed, "workergroup", g.id),
-                "search_query": SEARCH_QUERIES[g.id],
-            }
-            for g in _GROUPS
-        ]
+        return [self._group(g, names[g.endpoint_id]) for g in _GROUPS]
+
+    def _group(self, g: _GroupSpec, endpoint_name: str) -> dict[str, Any]:
+        text, query = records.search(g.gpus, g.num_gpus, g.gpu_ram, g.disk_space)
+        min_load, target_util, cold_mult = g.autoscaler
+        created = datetime.fromtimestamp(g.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "id": g.id,
+            "endpoint_id": g.endpoint_id,
+            "endpoint_name": endpoint_name,
+            "min_load": min_load,
+            "target_util": target_util,
+            "cold_mult": cold_mult,
+            "test_workers": 3,
+            "template_hash": _template_hash(g),
+            "template_id": g.template_id,
+            "search_query": text if g.id == QUERY_STRING_GROUP_ID else query,
+            "launch_args": f"--image {_IMAGES[g.endpoint_id]} --disk {g.disk_space:g}",
+            "gpu_ram": g.gpu_ram,
+            "created_at": created,
+            "user_id": USER_ID,
+            "api_key": _api_key_for(self.seed, "workergroup", g.id),
+        }
 
     # ----- supply and contracts (sim/supply.py) ---------------------------------------------
 
@@ -341,26 +397,36 @@ class Simulation:
         )
 
     def instances(self) -> list[dict[str, Any]]:
-        """One instance record per current worker, as GET /api/v1/instances/ lists them, with
-        the units of show_instances.yaml (gpu_util in percent, MiB of GPU memory, memory in
-        GB) and the secrets a real record carries (never to be exported)."""
+        """One instance record per current worker, as GET /api/v1/instances/ lists them and
+        GET /api/v0/instances/{id}/ shows one: every field of show_instances.yaml and
+        show_instance.yaml, in the units of show_instances.yaml (gpu_util in percent, MiB of
+        GPU memory, memory in GB) and the secrets a real record carries (never to be
+        exported)."""
         self._sync()
-        return [self._instance(w) for w in self._workers]
+        now = float(self._clock())
+        return [self._instance(w, now) for w in self._workers]
 
-    def _instance(self, w: _Worker) -> dict[str, Any]:
+    def _instance(self, w: _Worker, now: float) -> dict[str, Any]:
         g = w.group
-        storage = _storage_cost(g)
         ram_gb = 32.0 * g.num_gpus
+        status = _ACTUAL_STATUS[w.state]
+        running = status == "running"
+        hardware = records.machine(w.machine_id, w.gpu_name, g.num_gpus)
+        price = records.pricing(w.dph_total, _storage_cost(g), g.disk_space, g.gpu_ram * 1024)
         return {
             "id": w.id,
-            "actual_status": _ACTUAL_STATUS[w.state],
-            "gpu_name": w.gpu_name,
-            "num_gpus": g.num_gpus,
+            "actual_status": status,
+            **_states(w.state),
+            "label": f"serverless-{g.endpoint_id}",
+            **self._launch(w),
             "machine_id": w.machine_id,
+            "bundle_id": w.machine_id * 10 + 1,
             "geolocation": w.geolocation,
-            "dph_total": round(w.dph_total + storage, 6),
-            "dph_base": w.dph_total,
-            "storage_total_cost": storage,
+            "country_code": w.geolocation.rsplit(" ", 1)[-1],
+            **hardware,
+            **price,
+            "num_gpus": g.num_gpus,
+            "gpu_name": w.gpu_name,
             "gpu_util": round(w.gpu_util, 1),
             "gpu_temp": round(w.gpu_temp, 1),
             "gpu_totalram": g.gpu_ram * 1024,
@@ -369,11 +435,60 @@ class Simulation:
             "cpu_util": round(min(1.0, 0.05 + w.gpu_util / 250), 4),
             "mem_usage": round(ram_gb * (0.15 + w.gpu_util / 400), 6) if w.vmem_gb else 0.01,
             "mem_limit": ram_gb,
+            **_disk(w, g),
             "reliability2": w.reliability,
-            "label": f"serverless-{g.endpoint_id}",
+            "dlperf": w.dlperf,
+            "dlperf_per_dphtotal": w.dlperf / price["dph_total"],
+            "flops_per_dphtotal": hardware["total_flops"] / price["dph_total"],
+            "score": w.dlperf / price["dph_total"] * w.reliability,
+            "start_date": w.started_at,
+            "end_date": (math.floor(w.started_at / records.DAY) + 120) * records.DAY,
+            "duration": round(now - w.started_at, 3),
+            "uptime_mins": round((now - w.started_at) / 60, 2) if running else None,
+            "client_run_time": 1.1,
+            "host_run_time": 2592000.0,
+            "time_remaining": "",
+            "time_remaining_isbid": "",
+            "ports": records.ports(running, hardware["direct_port_start"]),
+            "volume_info": [],
+            "logo": "/static/logos/vastai_small2.png",
+            "webpage": None,
+            **self._access(w),
+        }
+
+    def _launch(self, w: _Worker) -> dict[str, Any]:
+        """What the instance runs: its template, image and start-up (show_instance.yaml)."""
+        g = w.group
+        image = _IMAGES[g.endpoint_id]
+        running = _ACTUAL_STATUS[w.state] == "running"
+        return {
+            "template_id": g.template_id,
+            "template_hash_id": _template_hash(g),
+            "template_name": f"serverless {self._endpoint(g.endpoint_id).name}",
+            "image_uuid": image,
+            "image_args": [],
+            "image_runtype": "ssh_direc ssh_proxy",
+            "onstart": "entrypoint.sh",
+            "status_msg": f"success, running {image}" if running else None,
+        }
+
+    def _access(self, w: _Worker) -> dict[str, Any]:
+        """How a real record reaches the instance: secrets and addresses the exporter must
+        never ask for (its env holds a token too: show_instances.yaml types extra_env as
+        [name, value] pairs, which vast-cli's show_instances turns into a dict)."""
+        m = w.machine_id
+        return {
+            "extra_env": [
+                ["PYWORKER_PORT", "3000"],
+                ["HF_TOKEN", "hf_sim" + hashlib.sha256(f"hf:{w.id}".encode()).hexdigest()[:30]],
+            ],
             "jupyter_token": hashlib.sha256(f"jupyter:{w.id}".encode()).hexdigest(),
-            "ssh_host": f"ssh{w.machine_id % 9}.vast.ai",
-            "public_ipaddr": f"203.0.113.{w.machine_id % 250 + 1}",
+            "ssh_host": f"ssh{m % 9}.vast.ai",
+            "ssh_idx": str(m % 9),
+            "ssh_port": 10000 + w.id % 50000,
+            "machine_dir_ssh_port": 20000 + m % 10000,
+            "public_ipaddr": f"203.0.113.{m % 250 + 1}",
+            "local_ipaddrs": f"10.{m % 200}.{m // 200 % 250}.{w.id % 250 + 1} 172.17.0.2",
         }
 
     # ----- time -----------------------------------------------------------------------------
@@ -422,6 +537,7 @@ class Simulation:
                 if i == g.size - 1 and g.id in (1001, 1003):
                     self._enter(w, "model_loading" if g.id == 1001 else "loading")
                     w.started_at = round(t - self._rng.uniform(20, 60), 3)
+                    w.version = deployments.worker_version(g.id, g.version, w.started_at, t)
                     w.disk = g.disk_gb * 0.4
                     if g.id == 1001:  # a cold start some seconds into the demo: late
                         # enough for a Prometheus started with it to see the counters rise
@@ -457,6 +573,7 @@ class Simulation:
             upper=rng.random() < 0.3,
             quirk=rng.choice(_QUIRKS),
             omit_loaded_at=rng.random() < 0.5,
+            version=deployments.worker_version(g.id, g.version, t, self._t0),
             disk=rng.uniform(0.1, 0.5),
         )
 
@@ -669,9 +786,11 @@ class Simulation:
             "status": status.upper() if w.upper else status.lower(),
             "new_load": round(w.new_load, 3),
             "started_at": w.started_at,
-            "deployment_version_id": w.group.version,
+            "deployment_version_id": w.version,
             "loop_lag_max": None if w.loop_lag is None else round(w.loop_lag, 4),
             "warnings": list(w.warnings),
+            # Printed by vast-cli 1.9.1's `get endpt-workers` (cli/commands/endpoints.py).
+            "gpu_name": w.gpu_name,
         }
         if not w.loaded_at and w.omit_loaded_at:
             del d["loaded_at"]
@@ -696,9 +815,36 @@ class Simulation:
         return d
 
 
+def _template_hash(g: _GroupSpec) -> str:
+    return hashlib.md5(f"template:{g.template_id}".encode()).hexdigest()
+
+
+def _states(state: str) -> dict[str, str]:
+    """intended_status, cur_state, next_state (show_instance.yaml): stopped once leaving."""
+    wanted = "stopped" if state in _LEAVING else "running"
+    return {"intended_status": wanted, "cur_state": wanted, "next_state": wanted}
+
+
+def _disk(w: _Worker, g: _GroupSpec) -> dict[str, float]:
+    """Disk as vast-cli's instance table shows it (_fmt_disk): disk_usage GB used of
+    disk_space GB, disk_util the used fraction. The worker reports GiB (disk_usage x 2^30)."""
+    used = round(w.disk * 2**30 / 1e9, 3)
+    return {
+        "disk_space": g.disk_space,
+        "disk_usage": used,
+        "disk_util": round(used / g.disk_space, 4),
+    }
+
+
 def _storage_cost(g: _GroupSpec) -> float:
     """$/h for the disk of one of the group's instances (storage_total_cost)."""
     return round(g.disk_gb * 0.00011 + 0.001, 6)
+
+
+def group_searches() -> dict[int, tuple[str, dict[str, Any]]]:
+    """Each worker group's offer search as a query string and as the object its listing
+    carries (the group QUERY_STRING_GROUP_ID lists the string)."""
+    return {g.id: records.search(g.gpus, g.num_gpus, g.gpu_ram, g.disk_space) for g in _GROUPS}
 
 
 def demo_targets() -> list[DemoTarget]:

@@ -12,10 +12,17 @@ from collections.abc import Callable
 from ..clock import loop_time
 from . import paths
 
-# Path -> seconds between two calls of one key, as the simulated API enforces them by default.
+# Route (a path, or a template with `{id}`: every id shares its limit) -> seconds between two
+# calls of one key, as the simulated API enforces them by default.
 LIMITS: dict[str, float] = {
     paths.INSTANCES: 1.0,  # show_instances.yaml, x-rate-limit threshold 1.0
     paths.CHARGES: 1.0,  # show_charges.yaml, x-rate-limit threshold 1.0
+    # show_deployments.yaml and show_deployment.yaml, x-rate-limit threshold 3.0; the versions
+    # publish none and are taken to share their deployment's.
+    paths.DEPLOYMENTS: 3.0,
+    paths.DEPLOYMENTS_NO_SLASH: 3.0,
+    paths.DEPLOYMENT: 3.0,
+    paths.DEPLOYMENT_VERSIONS: 3.0,
 }
 # Path -> (requests, seconds): at most that many in any such window, per key.
 WINDOWS: dict[str, tuple[int, float]] = {

@@ -1,12 +1,10 @@
-"""The simulation's supply and contracts: what the worker groups search for, a marketplace that
-moves, and hosts' pending price increases on some workers.
+"""The simulation's supply and contracts: a marketplace that moves, and hosts' pending price
+increases on some workers.
 
-- Each demo worker group has a `search_query` in one of the forms Vast shows (show_autogroup.yaml
-  and guides/serverless/workergroup-parameters.mdx: a string, a list of strings or an object);
-  two groups ask the same once parsed (one search serves both), and one asks for an RTX 4090
-  under $0.20/h, which no offer matches.
-- Offers (sim/market.py) drift in price by up to 8% over a simulated day and some are rented
-  out part of it, so the offer counts and cheapest prices move.
+- The worker groups search as their records say (sim/records.py search: their GPU models,
+  GPU memory and disk). Offers (sim/market.py) drift in price by up to 8% over a simulated day
+  and some are rented out part of it, so the offer counts and cheapest prices move. No RTX 4090
+  offer has 64 GB of disk, so the fresh endpoint's group (1005) finds none.
 - Pending price increases, as vast-cli's vastai/api/price_increase.py documents the envelope:
   one on the oldest worker of the spare group (GPU price +30%, its contract ends 20 hours after
   the simulation starts: in under a day), one on the oldest worker of group 1001 (only storage
@@ -25,22 +23,7 @@ from . import market
 
 HOUR = 3600.0
 DAY = 24 * HOUR
-NO_SUPPLY_GROUP_ID = 1005  # its query matches no offer
-SEARCH_QUERIES: dict[int, Any] = {
-    # As `vastai create workergroup` stores --search_params: the defaults appended.
-    1001: "gpu_name=H100_SXM num_gpus=2 gpu_ram>=80 reliability>0.98 "
-    "verified=True rentable=True rented=False",
-    1002: {
-        "gpu_name": {"eq": "A100 SXM4"},
-        "num_gpus": {"eq": 2},
-        "verified": {"eq": True},
-        "rentable": {"eq": True},
-        "rented": {"eq": False},
-    },
-    1003: ["gpu_name in [RTX_4090,RTX_3090]", "num_gpus=1", "reliability>0.95"],
-    1004: "num_gpus=1 gpu_name in [RTX_4090,RTX_3090] reliability>0.95",  # = 1003's
-    NO_SUPPLY_GROUP_ID: "gpu_name=RTX_4090 num_gpus=1 dph<0.2",
-}
+NO_SUPPLY_GROUP_ID = 1005  # its search (an RTX 4090 with 64 GB of disk) matches no offer
 ALWAYS_AVAILABLE = 4  # every fourth offer is never rented out
 OTHER_INSTANCE_ID = 17_654_321  # an instance of the account that is no serverless worker
 
