@@ -17,3 +17,19 @@ def loop_time() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass (None: no limit); True if it is set.
+
+    Use it instead of `asyncio.wait_for(event.wait(), timeout)`: on Python 3.11 that form swallows
+    a cancellation arriving in the step the event is set (CPython issue 86296), so a cancelled task
+    runs on and whoever awaits it (a shutdown) can hang. `asyncio.timeout` waits in the calling
+    task itself, and a cancellation reaches it whatever else happens in that step.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True

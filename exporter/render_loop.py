@@ -8,14 +8,13 @@ thread, off the event loop), and keeps the last Exposition for the HTTP server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .clock import loop_time
+from .clock import loop_time, wait_event
 from .exposition import RENDERER, Exposition, build_exposition
 from .lifecycle import EndpointLifecycle
 from .metrics import ReloadStatus, View, build_snapshot
@@ -104,23 +103,19 @@ class MetricsCache:
             if states and all(state.polled for state in states):
                 break
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await wait_event(self._changed, left)
         self._first_round_done = True
 
     async def run(self) -> None:
         """Re-render after each burst of poll results, and at least every refresh_every."""
         while True:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=self._refresh_every)
+            if await wait_event(self._changed, self._refresh_every):
                 # Wait out the debounce, and the rest of the gap after the previous render.
                 gap = self.RENDER_GAP_FACTOR * self._last_render_seconds
                 earliest = self._last_render_end + gap - loop_time()
                 await asyncio.sleep(max(self._debounce, earliest))
                 if not self._first_round_done:
                     await self._hold_for_first_round()
-            except TimeoutError:
-                pass
             self._changed.clear()
             try:
                 await self.refresh()

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from .clock import loop_time
+from .clock import loop_time, wait_event
 from .parsing import REASONS, NotReady, PollError, Worker
 from .settings import PollingSettings
 from .targets import Target
@@ -201,9 +201,7 @@ async def wait_replanned(
     """Sleep for `remaining()` seconds (None: not at all), asking again whenever the event
     `changed()` returns is set: a reload then shortens or lengthens the wait in progress."""
     while (left := remaining()) is not None and left > 0:
-        try:
-            await asyncio.wait_for(changed().wait(), left)
-        except TimeoutError:
+        if not await wait_event(changed(), left):
             return
 
 

@@ -8,7 +8,6 @@ settings apply from the next poll. An invalid one is logged and the running conf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from .clock import loop_time
+from .clock import loop_time, wait_event
 from .config import Config, ConfigError, load_config, resolve_api_key
 from .lifecycle import LifecycleTracker, endpoint_of
 from .metrics import ReloadStatus, View
@@ -267,8 +266,7 @@ class Exporter:
     async def first_poll_round(self) -> None:
         """Until every target has been polled once (at most a minute, for a slow discovery):
         before that, the instances worth reading are not known."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.scheduler.first_round.wait(), FIRST_ROUND_WAIT)
+        await wait_event(self.scheduler.first_round, FIRST_ROUND_WAIT)
 
     def _retire_session(self, session: aiohttp.ClientSession, grace: float) -> None:
         """Close a replaced session once the polls still using it have had time to finish."""

@@ -8,11 +8,10 @@ cap it (`polling.max_requests_per_second`). Both outlive a reload's new client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable
 
-from .clock import loop_time
+from .clock import loop_time, wait_event
 
 
 class RequestCounter:
@@ -73,8 +72,7 @@ class TokenBucket:
                     self._tokens = max(0.0, self._tokens - 1)
                     return
                 wait = (1 - self._tokens) / self._rate
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
+                await wait_event(self._changed, wait)
 
     def _refill(self) -> None:
         now = self._clock()

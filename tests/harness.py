@@ -35,6 +35,20 @@ def series(samples: Samples, metric: str, /, **labels: str) -> dict[frozenset, f
     return {key[1]: v for key, v in samples.items() if key[0] == metric and wanted <= key[1]}
 
 
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    """The value of the one sample of `metric` whose labels include `labels`.
+
+    AssertionError, naming what matched, when none or several do: a test asserts on the one
+    series it means. In a `wait_for_metrics` predicate, that error means "not yet".
+    """
+    found = series(samples, metric, **labels)
+    if len(found) != 1:
+        matched = sorted(sorted(key) for key in found)[:5]
+        raise AssertionError(f"{len(found)} samples of {metric} with {labels}, not 1: {matched}")
+    (only,) = found.values()
+    return only
+
+
 class ScrapedExporter:
     """What a test reads of a running exporter over HTTP, however it runs (a child process, or
     in the test's own event loop): `base_url`, and how long to wait between two looks."""
@@ -59,17 +73,24 @@ class ScrapedExporter:
     async def wait_for_metrics(
         self, predicate: Callable[[Samples], bool], timeout: float = 10.0
     ) -> Samples:
-        """Scrape until `predicate` holds for the parsed samples."""
+        """Scrape until `predicate` holds for the parsed samples. A predicate raising
+        AssertionError does not hold yet (`value()` of a series not exported yet)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         samples: Samples = {}
+        last_error: AssertionError | None = None
         while loop.time() < deadline:
             samples = parse_metrics(await self.scrape())
-            if predicate(samples):
-                return samples
+            try:
+                if predicate(samples):
+                    return samples
+                last_error = None
+            except AssertionError as error:
+                last_error = error
             await asyncio.sleep(self._step(loop))
         names = sorted({name for name, _ in samples})
-        raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}")
+        why = f"; on it, the predicate said: {last_error}" if last_error else ""
+        raise AssertionError(f"condition not met in {timeout}s; last scrape had {names}{why}")
 
 
 class ExporterProcess(ScrapedExporter):

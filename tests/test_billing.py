@@ -33,16 +33,10 @@ from .fakevast import (
     workers,
     wrapper,
 )
-from .harness import API_KEY, Samples, fast_config, series
+from .harness import API_KEY, fast_config, series, value
 
 # The exporter runs in this event loop: every wait takes virtual time (tests/virtualtime.py).
 pytestmark = pytest.mark.virtual_time
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 def billing_config(fake: FakeVast) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import itertools
 import json
 import logging
@@ -26,20 +27,13 @@ from exporter.server import ExporterApp
 
 from .conftest import promtool
 from .fakevast import ENDPOINT_PATH, FAILURES, FakeVast, failure, worker, workers
-from .harness import API_KEY, fast_config, series
+from .harness import API_KEY, fast_config, series, value
 
 Samples = dict
 
 
 def worker_ids(samples: Samples) -> set[str]:
     return {dict(labels)["worker_id"] for labels in series(samples, "vastai_worker_status")}
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    """The one sample matching; NaN (which fails every comparison) when there is none yet."""
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 def merge_config(fake: FakeVast, **overrides: object) -> dict:
@@ -51,10 +45,11 @@ def merge_config(fake: FakeVast, **overrides: object) -> dict:
     )
 
 
+@pytest.mark.virtual_time
 async def test_workers_are_merged_labelled_and_served(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1), worker(2, status="READY")))
     fake_vast.set("worker_group", 20, workers(worker(1), worker(3, cur_load="7"), shape="object"))
-    fake_vast.set("worker_group", 30, workers(worker(4, reliability=None)))
+    fake_vast.set("worker_group", 30, failure(200, [worker(4, reliability=None)], delay=0.25))
     exporter = await run_exporter(merge_config(fake_vast))
     samples = await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1", "2", "3", "4"})
 
@@ -78,7 +73,7 @@ async def test_workers_are_merged_labelled_and_served(fake_vast, run_exporter) -
     assert value(samples, "vastai_target_up", kind="endpoint", id="10", name="chat") == 1.0
     assert value(samples, "vastai_target_workers", kind="worker_group", id="20") == 2.0
     assert value(samples, "vastai_exporter_build_info", version="0.1.0") == 1.0
-    assert value(samples, "vastai_target_poll_duration_seconds", id="30") > 0
+    assert value(samples, "vastai_target_poll_duration_seconds", id="30") == 0.25  # its delay
     assert (
         abs(value(samples, "vastai_target_last_success_timestamp_seconds", id="30") - time.time())
         < 30
@@ -149,10 +144,7 @@ async def test_every_failure_form_is_reported_with_its_reason(fake_vast, run_exp
     def reasons_counted(samples: Samples) -> bool:
         return (
             all(
-                series(samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason)
-                and value(
-                    samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason
-                )
+                value(samples, "vastai_target_poll_errors_total", id=str(100 + i), reason=reason)
                 >= 1
                 for i, (_, reason) in enumerate(FAILURES[form] for form in forms)
             )
@@ -232,10 +224,16 @@ async def test_ready_only_after_every_target_was_polled(fake_vast, run_exporter)
     assert status == 503, text
     await exporter.wait_for_metrics(lambda s: worker_ids(s) == {"1"})
     assert (await exporter.get("/-/ready"))[0] == 503
-    deadline = time.monotonic() + 5
-    while (await exporter.get("/-/ready"))[0] != 200:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    # Ready from the render that shows target 11's answer (3 s after its request, then the
+    # render's debounce), not a millisecond sooner.
+    debounce = inspect.signature(MetricsCache).parameters["debounce"].default
+    rendered = fake_vast.requests_for(ENDPOINT_PATH, 11)[0].at + 3.0 + debounce
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(rendered - 0.001 - loop.time())
+    assert (await exporter.get("/-/ready"))[0] == 503
+    await asyncio.sleep(0.002)
+    assert loop.time() == pytest.approx(rendered + 0.001, abs=1e-9)
+    assert (await exporter.get("/-/ready"))[0] == 200
     assert (await exporter.get("/-/healthy"))[0] == 200
 
 
@@ -355,6 +353,7 @@ async def test_a_new_failure_reason_while_down_is_one_warning(
     assert len([r for r in caplog.records if r.getMessage() == "target down"]) == 1
 
 
+@pytest.mark.virtual_time
 async def test_landing_page_shows_errors_and_settings_without_the_key(
     fake_vast, run_exporter
 ) -> None:
@@ -529,7 +528,10 @@ async def test_signals_stop_within_five_seconds_with_polls_in_flight(
     config = fast_config(fake_vast.url, endpoints=[{"id": 10}], vast={"timeout": "60s"})
     signums = (signal.SIGTERM, signal.SIGINT)
     exporters = await asyncio.gather(*(start_exporter(config) for _ in signums))
-    await asyncio.sleep(0.3)
+    # Real time (the exporters are other processes): until each one's poll reaches the fake.
+    deadline = time.monotonic() + 10
+    while fake_vast.in_flight < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert fake_vast.in_flight == 2  # one target each: one poll in flight in each process
 
     async def stop(exporter, signum: int) -> None:
@@ -541,6 +543,7 @@ async def test_signals_stop_within_five_seconds_with_polls_in_flight(
     await asyncio.gather(*(stop(e, signum) for e, signum in zip(exporters, signums, strict=True)))
 
 
+@pytest.mark.virtual_time
 async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))
@@ -562,6 +565,7 @@ async def test_metrics_negotiates_openmetrics_and_gzip(fake_vast, run_exporter) 
     assert "# EOF" not in body and "vastai_target_poll_errors_total{" in body
 
 
+@pytest.mark.virtual_time
 async def test_process_and_python_metrics_in_both_formats(fake_vast, run_exporter) -> None:
     fake_vast.set("endpoint", 10, workers(worker(1)))
     exporter = await run_exporter(fast_config(fake_vast.url, endpoints=[{"id": 10}]))

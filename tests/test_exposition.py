@@ -189,7 +189,8 @@ async def test_a_scrape_during_a_swap_sees_one_snapshot() -> None:
             swap = asyncio.ensure_future(cache.refresh())
             await asyncio.sleep(0)
             scrape = asyncio.ensure_future(before.select("text/plain", ""))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the later one's first step: both now wait on the render thread
+        assert not swap.done()
         assert cache.exposition is before  # nothing swapped while the render thread was held
         gate.set()
         (chunks, _, _), _ = await asyncio.gather(scrape, swap)

@@ -15,7 +15,7 @@ from .fakevast import (
     FakeVast,
     failure,
 )
-from .harness import API_KEY, Samples, fast_config, series
+from .harness import API_KEY, fast_config, series, value
 
 # The exporter runs in this event loop: every wait takes virtual time (tests/virtualtime.py).
 pytestmark = pytest.mark.virtual_time
@@ -25,12 +25,6 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vast"
 
 def body(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 def test_every_fixture_is_named_in_the_readme_and_replayed_here() -> None:

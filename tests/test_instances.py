@@ -26,7 +26,7 @@ from .fakevast import (
     worker,
     workers,
 )
-from .harness import API_KEY, Samples, fast_config, series
+from .harness import API_KEY, Samples, fast_config, series, value
 
 # The exporter runs in this event loop: every wait takes virtual time (tests/virtualtime.py).
 pytestmark = pytest.mark.virtual_time
@@ -34,12 +34,6 @@ pytestmark = pytest.mark.virtual_time
 
 def by_worker(samples: Samples, metric: str) -> dict[str, float]:
     return {dict(k)["worker_id"]: v for k, v in series(samples, metric).items()}
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 def instances_config(fake: FakeVast, **instances: object) -> dict:

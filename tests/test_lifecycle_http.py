@@ -2,7 +2,8 @@
 in-process exporter polls it over loopback, and /metrics is read back with exact values.
 
 The interval is an hour, so after the first (automatic) poll every poll is made by the test,
-and the tracker's clock is the test's: nothing sleeps.
+and the tracker's clock is the test's. The loop's time is virtual (tests/virtualtime.py): the
+waits for a render take none of the test's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import yaml
 
 from exporter.config import load_config
@@ -18,7 +20,9 @@ from exporter.service import Exporter
 from exporter.targets import Shard
 
 from .fakevast import FakeVast, failure, worker, workers
-from .harness import API_KEY, Samples, fast_config, series
+from .harness import API_KEY, Samples, fast_config, series, value
+
+pytestmark = pytest.mark.virtual_time
 
 NOW = [1000.0]
 
@@ -29,12 +33,6 @@ def at(t: float) -> None:
 
 def w(worker_id: int, status: str, loaded: float, started: float) -> dict[str, Any]:
     return worker(worker_id, status=status, loaded_at=loaded, started_at=started)
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) == 1, (metric, labels, found)
-    return found[0]
 
 
 def lifecycle(samples: Samples, endpoint_id: str) -> dict[str, Any]:
@@ -103,10 +101,7 @@ async def test_worker_lifecycles_across_polls_and_failed_polls(
     fake_vast.set("worker_group", 30, workers(w(7, "running", 1004.0, 995.0)))
     await poll_all()
     second = await running.wait_for_metrics(
-        lambda s: (
-            series(s, "vastai_endpoint_workers_added_total", endpoint_id="10")
-            and value(s, "vastai_endpoint_workers_added_total", endpoint_id="10") == 1
-        )
+        lambda s: value(s, "vastai_endpoint_workers_added_total", endpoint_id="10") == 1
     )
     chat = lifecycle(second, "10")
     assert chat["buckets"] == [1.0] * len(chat["buckets"])  # 15 s: in every bucket
@@ -208,7 +203,8 @@ async def test_a_fresh_endpoint_not_ready_then_cold_starting(
 
 async def test_sharded_replicas_count_a_split_endpoint_once(tmp_path) -> None:
     """Endpoint 10 is configured and its groups 21 and 22 too: with three replicas each polls
-    one of them (CRC-32 of kind/id mod 3), and only the endpoint's replica counts."""
+    one of them (CRC-32 of kind/id mod 3), and only the endpoint's replica counts. Each closes
+    in the step it started, at once."""
     config_path = tmp_path / "config.yaml"
     config_path.write_text(
         yaml.safe_dump(
@@ -224,13 +220,26 @@ async def test_sharded_replicas_count_a_split_endpoint_once(tmp_path) -> None:
     for index in range(3):
         exporter = Exporter(load_config(config_path), API_KEY, shard=Shard(index, 3))
         exporter.start()
-        # (Closing in the very step of starting can hang on Python 3.11: the render task's
-        # wait_for may swallow the cancellation when its event is set at that moment.)
-        await asyncio.sleep(0.1)
         try:
             polled = [state.target for state in exporter.scheduler.states()]
             counted[index] = sorted(t.key for t in polled if exporter.lifecycle.counts(t))
             assert len(polled) == 1
         finally:
-            await exporter.close()
+            await close_at_once(exporter)
     assert counted == {0: [], 1: [], 2: ["endpoint/10"]}
+
+
+async def close_at_once(exporter: Exporter) -> None:
+    """Close the exporter, taking no (virtual) time; fail rather than hang when one of its
+    tasks outlives its cancellation (as the render loop's did on Python 3.11, CPython issue
+    86296, when the cancel came in the step its event was set)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    watchdog = loop.call_later(60, asyncio.current_task().cancel)  # type: ignore[union-attr]
+    try:
+        await exporter.close()
+    except asyncio.CancelledError:
+        pytest.fail("Exporter.close() still waits after 60 s")
+    finally:
+        watchdog.cancel()
+    assert loop.time() == started

@@ -27,15 +27,9 @@ from .fakevast import (
     worker_group,
     workers,
 )
-from .harness import API_KEY, Samples, fast_config, parse_metrics, series
+from .harness import API_KEY, Samples, fast_config, parse_metrics, series, value
 
 NOT_READY = failure(200, {"error_msg": f"Endpoint not ready for query (key {API_KEY})"})
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else float("nan")
 
 
 @pytest.mark.virtual_time
