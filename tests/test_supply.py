@@ -24,7 +24,7 @@ from .fakevast import (
     worker_group,
     workers,
 )
-from .harness import API_KEY, Samples, fast_config, parse_metrics, series
+from .harness import API_KEY, fast_config, parse_metrics, series, value
 
 pytestmark = pytest.mark.virtual_time
 
@@ -35,12 +35,6 @@ RECORDED = json.loads(
 STRING = next(c for c in RECORDED["strings"] if c["query"].startswith("reliability > 0.98 num"))
 OBJECT = RECORDED["objects"][1]  # RTX 4090 or 3090, at least 2 GPUs, unverified
 LIST_QUERY = ["gpu_name=RTX_3090", "reliability > 0.98", "num_gpus=1"]  # = STRING, parsed
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float | None:
-    found = list(series(samples, metric, **labels).values())
-    assert len(found) <= 1, f"{metric} {labels} matches {len(found)} series"
-    return found[0] if found else None
 
 
 def market() -> list[dict[str, Any]]:
@@ -100,7 +94,7 @@ async def test_offers_per_group_searched_as_the_cli_searches(
     account(fake_vast)
     exporter = await run_exporter(supply_config(fake_vast, max_offers=100))
     samples = await exporter.wait_for_metrics(
-        lambda s: value(s, "vastai_supply_read_searches") is not None, timeout=30
+        lambda s: series(s, "vastai_supply_read_searches") != {}, timeout=30
     )
     # 20 and 22 read alike: one search serves both. Bodies as vastai 1.9.1 sends them.
     assert sorted(fake_vast.searches(), key=json.dumps) == sorted(
@@ -132,7 +126,7 @@ async def test_offers_per_group_searched_as_the_cli_searches(
         for k, v in series(samples, "vastai_worker_group_supply_query_valid").items()
     }
     assert valid == {"20": 1, "21": 1, "22": 1, "23": 0}
-    assert value(samples, "vastai_worker_group_offers", **group(23)) is None
+    assert series(samples, "vastai_worker_group_offers", **group(23)) == {}
     assert value(samples, "vastai_target_up", kind="supply") == 1
     # Searches 6 s apart; the group list read once, before them.
     searches = [r.at for r in fake_vast.requests_for(BUNDLES_PATH)]
@@ -155,24 +149,22 @@ async def test_a_group_without_offers_has_zero_and_no_price(
     fake_vast.offer_records = []
     exporter = await run_exporter(supply_config(fake_vast, groups=(20,)))
     samples = await exporter.wait_for_metrics(
-        lambda s: value(s, "vastai_worker_group_offers", **group(20)) is not None, timeout=30
+        lambda s: series(s, "vastai_worker_group_offers", **group(20)) != {}, timeout=30
     )
     assert value(samples, "vastai_worker_group_offers", **group(20)) == 0
     assert value(samples, "vastai_worker_group_offer_gpus", **group(20)) == 0
     assert (
-        value(samples, "vastai_worker_group_offer_min_price_dollars_per_hour", **group(20)) is None
+        series(samples, "vastai_worker_group_offer_min_price_dollars_per_hour", **group(20)) == {}
     )
-    assert (
-        value(samples, "vastai_worker_group_offer_median_price_dollars_per_hour", **group(20))
-        is None
-    )
+    median = "vastai_worker_group_offer_median_price_dollars_per_hour"
+    assert series(samples, median, **group(20)) == {}
 
 
 async def test_max_offers_is_the_limit_asked(fake_vast: FakeVast, run_exporter) -> None:
     account(fake_vast)
     exporter = await run_exporter(supply_config(fake_vast, groups=(20,), max_offers=2))
     samples = await exporter.wait_for_metrics(
-        lambda s: value(s, "vastai_worker_group_offers", **group(20)) is not None, timeout=30
+        lambda s: series(s, "vastai_worker_group_offers", **group(20)) != {}, timeout=30
     )
     assert [body["limit"] for body in fake_vast.searches()] == [2]
     assert value(samples, "vastai_worker_group_offers", **group(20)) == 2  # at least 2
@@ -189,7 +181,7 @@ async def test_the_groups_of_a_polled_endpoint_are_searched(
     fake_vast.set("endpoint", 10, workers(worker(1)))
     exporter = await run_exporter(supply_config(fake_vast, groups=()))
     samples = await exporter.wait_for_metrics(
-        lambda s: value(s, "vastai_supply_read_searches") is not None, timeout=30
+        lambda s: series(s, "vastai_supply_read_searches") != {}, timeout=30
     )
     polled = {
         dict(k)["worker_group_id"]
@@ -213,7 +205,7 @@ async def test_a_failed_search_fails_this_read_alone_and_backs_off(
     assert errors == 2
     assert value(samples, "vastai_target_up", kind="supply") == 0
     assert value(samples, "vastai_target_up", kind="worker_group", id="20") == 1
-    assert value(samples, "vastai_worker_group_offers", **group(20)) is None
+    assert series(samples, "vastai_worker_group_offers", **group(20)) == {}
     # The read's second try waited twice its interval (one 429), not the interval.
     first, second = (r.at for r in fake_vast.requests_for(BUNDLES_PATH))
     assert second - first >= 120.0
@@ -258,20 +250,19 @@ async def test_an_unknown_key_on_the_search_is_auth(fake_vast: FakeVast, run_exp
 
 
 async def test_the_demo_shows_supply_and_a_group_without_any(run_exporter) -> None:
-    """--demo: five worker groups, four distinct searches (1003 and 1004 ask alike), and
-    1005's query (an RTX 4090 under $0.20/h) matches no offer of the simulated market."""
+    """--demo: five worker groups, each searching as its record says (sim/records.py), and
+    1005's search (an RTX 4090 with 64 GB of disk) matches no offer of the simulated market."""
     exporter = await run_exporter(None, "--demo")
     samples = await exporter.wait_for_metrics(
-        lambda s: value(s, "vastai_supply_read_searches") is not None, timeout=60
+        lambda s: series(s, "vastai_supply_read_searches") != {}, timeout=60
     )
-    assert value(samples, "vastai_supply_read_searches") == 4
+    assert value(samples, "vastai_supply_read_searches") == 5
     offers = {
         dict(labels)["worker_group_id"]: found
         for labels, found in series(samples, "vastai_worker_group_offers").items()
     }
     assert set(offers) == {"1001", "1002", "1003", "1004", "1005"}
-    assert offers["1005"] == 0 and offers["1003"] == offers["1004"] > 0
-    assert all(offers[g] > 0 for g in ("1001", "1002"))
+    assert offers["1005"] == 0 and all(offers[g] > 0 for g in ("1001", "1002", "1003", "1004"))
     cheapest = {
         dict(labels)["worker_group_id"]: price
         for labels, price in series(
