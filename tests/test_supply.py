@@ -226,7 +226,12 @@ async def test_a_round_longer_than_the_interval_runs_back_to_back_said_once(
     config = supply_config(fake_vast, groups=groups)
     config["polling"]["interval"] = "1m"  # few polls over the virtual minutes below
     exporter = await run_exporter(config)
-    await asyncio.sleep(190)
+    # Readiness and the first-round line do not wait for a round that takes minutes.
+    await asyncio.sleep(10)
+    assert (await exporter.get("/-/ready"))[0] == 200
+    assert "first poll round done" in exporter.log
+    assert series(parse_metrics(await exporter.scrape()), "vastai_target_up", kind="supply") == {}
+    await asyncio.sleep(180)
     assert len(fake_vast.searches()) >= 30
     searches = [r.at for r in fake_vast.requests_for(BUNDLES_PATH)]
     # Back to back: the next round's first search follows the last one by the spacing (and

@@ -23,4 +23,7 @@ ACCOUNT_READS: tuple[type[AccountRead], ...] = (
     SupplyRead,
 )
 
-__all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext"]
+# The kinds of the reads that readiness does not wait for (AccountRead.awaited).
+NOT_AWAITED = frozenset(read.kind for read in ACCOUNT_READS if not read.awaited)
+
+__all__ = ["ACCOUNT_READS", "NOT_AWAITED", "AccountRead", "PeriodicReader", "ReadContext"]

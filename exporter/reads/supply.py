@@ -156,6 +156,7 @@ class SupplyRead(AccountRead):
     settings_type = SupplySettings
     paths = (BUNDLES,)  # and the listing's group path, declared by ListingRead
     demo: ClassVar[Mapping[str, Any]] = {"enabled": True, "interval": 60.0}
+    awaited = False  # a round of N searches takes (N - 1) x 6 s: readiness does not wait
 
     def __init__(self, context: ReadContext) -> None:
         super().__init__(context)

@@ -44,6 +44,7 @@ class Account(Protocol):
     def deployments(self) -> list[dict[str, Any]]: ...
     def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
         """The versions of a deployment, newest first; None for an unknown deployment."""
+
     # Supply and contracts: an offer search's (status, answer) for its body, and the pending
     # price increases' envelope.
     def offers(self, body: Any) -> tuple[int, Any]: ...
