@@ -30,7 +30,8 @@ from prometheus_client import Gauge, start_http_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter.fields import WORKER_FIELDS
-from exporter.metrics import STATUS_HELP, WORKER_FAMILIES, WORKER_LABELS
+from exporter.metrics import STATUS_HELP, WORKER_FAMILIES
+from exporter.worker_families import WORKER_LABELS
 
 HELP = dict(WORKER_FAMILIES)
 # API field -> (gauge, conversion to the exported unit)

@@ -19,7 +19,11 @@ production. After the first round, for `--duration` seconds:
 The exporter's first round (first poll start to last poll end, from its own metrics) is set
 against the ideal targets / concurrency x delay.
 
-    python benchmarks/bench_memory.py [--workers 1000,10000,50000] [--duration 60]
+With `--instances` the fake also serves the v1 instance list (every worker's instance) and the
+exporter reads it as fast as Vast allows (a page of 25 a second); sampling starts once its first
+read has succeeded (workers / 25 seconds), so every worker's instance series are rendered.
+
+    python benchmarks/bench_memory.py [--workers 1000,10000,50000] [--duration 60] [--instances]
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from common import (
     endpoint_ids,
     exported_workers,
     fake_in_child,
+    first_instance_read_seconds,
+    instances_read,
     machine,
     percentile,
     rss_mb,
@@ -84,6 +90,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scrape-every", type=float, default=1.0, help="exporter, seconds")
     parser.add_argument("--baseline-scrape-every", type=float, default=15.0, help="seconds")
     parser.add_argument("--no-baseline", action="store_true", help="measure the exporter only")
+    parser.add_argument(
+        "--instances", action="store_true", help="the exporter also reads the instance list"
+    )
     args = parser.parse_args()
     args.workers = [int(part) for part in args.workers.split(",") if part.strip()]
     return args
@@ -142,8 +151,9 @@ class LeanScraper:
             self._sock.close()
 
 
-async def loaded(url: str, workers: int, targets: int) -> TargetValues:
-    """Target samples once the exposition holds every worker of every target."""
+async def loaded(url: str, workers: int, targets: int, instances: bool = False) -> TargetValues:
+    """Target samples once the exposition holds every worker of every target (and, with
+    `instances`, once the instance list has been read)."""
     samples: TargetValues = {}
     async with aiohttp.ClientSession(auto_decompress=False) as session:
 
@@ -151,10 +161,19 @@ async def loaded(url: str, workers: int, targets: int) -> TargetValues:
             nonlocal samples
             _, body = await scrape(session, url)
             samples = target_values(gzip.decompress(body))
-            done = len(samples.get("vastai_target_last_success_timestamp_seconds", {}))
+            polled = samples.get("vastai_target_last_success_timestamp_seconds", {})
+            done = sum('kind="endpoint"' in labels for labels in polled)
             return done == targets and exported_workers(samples) == workers
 
         await wait_until(complete, LOAD_TIMEOUT, f"{workers:,} workers on /metrics", every=0.1)
+        if instances:
+
+            async def read() -> bool:
+                _, body = await scrape(session, url)
+                return instances_read(target_values(gzip.decompress(body)))
+
+            timeout = LOAD_TIMEOUT + first_instance_read_seconds(workers)
+            await wait_until(read, timeout, "a read of the instance list", every=1.0)
     return samples
 
 
@@ -203,14 +222,17 @@ async def sample(
 
 async def bench_exporter(workers: int, args: argparse.Namespace) -> Result:
     ids = endpoint_ids(args.endpoints)
-    async with fake_in_child(args.endpoints, workers, args.delay) as fake_url:
+    async with fake_in_child(args.endpoints, workers, args.delay, args.instances) as fake_url:
         log(f"{workers:,} workers: exporter, first round")
         prober = Prober()
         try:
             interval = f"{args.interval:g}s"
-            async with running_exporter(fake_url, ids, interval, args.concurrency) as exporter:
+            async with running_exporter(
+                fake_url, ids, interval, args.concurrency, args.instances
+            ) as exporter:
                 assert exporter.proc is not None
-                first = round_seconds(await loaded(exporter.base_url, workers, len(ids)))
+                samples = await loaded(exporter.base_url, workers, len(ids), args.instances)
+                first = round_seconds(samples)
                 log(f"{workers:,} workers: exporter, sampling for {args.duration:g} s")
                 prober.aim(exporter.base_url + "/-/healthy", args.duration + 30)
                 rss, scrapes, leans = await sample(
@@ -306,6 +328,7 @@ async def main() -> None:
         f" {args.concurrency}, answers after {args.delay:g} s; RSS every {SAMPLE_EVERY:g} s for"
         f" {args.duration:g} s after the first round; scrapes as Prometheus (OpenMetrics, gzip)"
         f" every {args.scrape_every:g} s (baseline every {args.baseline_scrape_every:g} s)"
+        + ("; the exporter reads the instance list (sampled after its first read)" * args.instances)
     )
     results: list[Result] = []
     for workers in args.workers:

@@ -6,7 +6,11 @@ gauges rendered on every scrape). Each is scraped with Prometheus's own Accept h
 over one keep-alive connection; the timer covers the whole (compressed) transfer, not our gunzip.
 Only one of the two runs at a time, so they never compete for the CPU.
 
-    python benchmarks/bench_scrape.py [--workers 1000,10000,50000] [--endpoints 200]
+With `--instances` the exporter also reads the fake's instance list (every worker's instance, a
+page of 25 a second) and is scraped once that first read has succeeded (workers / 25 seconds);
+the baseline knows nothing of instances.
+
+    python benchmarks/bench_scrape.py [--workers 1000,10000,50000] [--endpoints 200] [--instances]
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from common import (
     base_env,
     endpoint_ids,
     exported_workers,
+    first_instance_read_seconds,
     fleet,
+    instances_read,
     machine,
     percentile,
     rss_mb,
@@ -43,6 +49,8 @@ from common import (
     stop_child,
     wait_until,
 )
+
+from exporter.sim.paths import ENDPOINT_WORKERS
 
 BASELINE = Path(__file__).with_name("baseline_exporter.py")
 BASELINE_WORKER_SCRAPES = 250_000  # baseline scrapes x workers cap: 5 scrapes at 50,000 workers
@@ -72,6 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scrapes", type=int, default=200, help="scrapes of the exporter")
     parser.add_argument("--baseline-scrapes", type=int, default=20, help="scrapes of the baseline")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="time cap per series")
+    parser.add_argument(
+        "--instances", action="store_true", help="the exporter also reads the instance list"
+    )
     args = parser.parse_args()
     args.workers = [int(part) for part in args.workers.split(",") if part.strip()]
     return args
@@ -114,8 +125,9 @@ async def measure(
     )
 
 
-async def wait_loaded(exporter: ExporterProcess, workers: int) -> None:
-    """Until /-/ready and the cached exposition holds every worker."""
+async def wait_loaded(exporter: ExporterProcess, workers: int, instances: bool = False) -> None:
+    """Until /-/ready and the cached exposition holds every worker (and, with `instances`, a
+    read of the instance list has succeeded)."""
     async with aiohttp.ClientSession() as session:
 
         async def ready() -> bool:
@@ -127,6 +139,13 @@ async def wait_loaded(exporter: ExporterProcess, workers: int) -> None:
 
         await wait_until(ready, LOAD_TIMEOUT, "/-/ready")
         await wait_until(loaded, LOAD_TIMEOUT, f"{workers} workers on /metrics", every=0.5)
+        if instances:
+
+            async def read() -> bool:
+                return instances_read(await scrape_targets(session, exporter.base_url))
+
+            timeout = LOAD_TIMEOUT + first_instance_read_seconds(workers)
+            await wait_until(read, timeout, "a read of the instance list", every=1.0)
 
 
 @contextlib.asynccontextmanager
@@ -159,11 +178,11 @@ async def running_baseline(
 async def bench(workers: int, args: argparse.Namespace) -> list[Result]:
     """Exporter, then baseline, on the same fleet; notes a poll round that overlapped scrapes."""
     ids = endpoint_ids(args.endpoints)
-    async with running_fake(fleet(args.endpoints, workers)) as fake:
+    async with running_fake(fleet(args.endpoints, workers), instances=args.instances) as fake:
         log(f"{workers:,} workers: exporter loading")
-        async with running_exporter(fake.url, ids, "30s", 16) as exporter:
+        async with running_exporter(fake.url, ids, "30s", 16, args.instances) as exporter:
             assert exporter.proc is not None
-            await wait_loaded(exporter, workers)
+            await wait_loaded(exporter, workers, args.instances)
             log(f"{workers:,} workers: exporter scrapes")
             ours = await measure(
                 workers,
@@ -173,10 +192,9 @@ async def bench(workers: int, args: argparse.Namespace) -> list[Result]:
                 args.scrapes,
                 args.max_seconds,
             )
-        if len(fake.requests) > len(ids):
-            log(
-                f"note: {len(fake.requests) - len(ids)} extra polls overlapped the exporter scrapes"
-            )
+        worker_polls = [r for r in fake.requests if r.path == ENDPOINT_WORKERS]
+        if len(worker_polls) > len(ids):
+            log(f"note: {len(worker_polls) - len(ids)} extra polls overlapped the exporter scrapes")
         polls = len(fake.requests)
         log(f"{workers:,} workers: baseline loading")
         async with running_baseline(fake.url, args.endpoints) as (base_url, pid):
@@ -247,6 +265,7 @@ async def main() -> None:
     print(
         f"{args.endpoints} endpoints; exporter interval 30s, concurrency 16; "
         "scrapes with Prometheus's Accept (OpenMetrics first) and Accept-Encoding: gzip"
+        + ("; the exporter reads the instance list" * args.instances)
     )
     results: list[Result] = []
     for workers in args.workers:

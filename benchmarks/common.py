@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakevast import FakeVast, Reply, worker  # noqa: E402
+from tests.fakevast import FakeVast, Reply, instance, worker  # noqa: E402
 from tests.harness import (  # noqa: E402
     API_KEY,
     ExporterProcess,
@@ -48,6 +48,14 @@ FIRST_WORKER_ID = 18_400_000  # Vast instance ids are 8 digits nowadays
 STATUSES = ("running", "loading", "model_loading", "stopped", "inactive", "error")
 STATUS_WEIGHTS = (80, 5, 5, 4, 4, 2)
 STOP_TIMEOUT = 5.0
+GPUS = (("RTX 4090", 0.35), ("RTX 3090", 0.2), ("A100 SXM4", 1.1), ("H100 SXM", 2.2))
+ACTUAL_STATUSES = ("running", "loading", "created", "exited")
+ACTUAL_WEIGHTS = (85, 5, 5, 5)
+GEOLOCATIONS = ("Sweden, SE", "Texas, US", "Quebec, CA", "Bavaria, DE", "Taiwan, TW")
+# What an exporter started with instances=True reads: the v1 list at its fastest (Vast allows one
+# page a second), 25 instances a page: a first read takes workers / 25 seconds.
+INSTANCE_PAGE_SECONDS = 1.0
+INSTANCES_PER_PAGE = 25
 
 
 def endpoint_name(endpoint_id: int) -> str:
@@ -101,11 +109,43 @@ def fleet(endpoints: int, workers: int, seed: int = 1) -> dict[int, list[dict[st
     return plan
 
 
+def realistic_instance(rng: random.Random, worker_id: int) -> dict[str, Any]:
+    """The v1 instance list's record of a worker's instance, with varied hardware and figures."""
+    gpu_name, price = rng.choice(GPUS)
+    num_gpus = rng.choice((1, 1, 1, 2, 4, 8))
+    return instance(
+        worker_id,
+        gpu_name,
+        round(price * num_gpus * rng.uniform(0.8, 1.3) + 0.0021, 6),
+        num_gpus=num_gpus,
+        machine_id=rng.randint(1000, 60_000),
+        geolocation=rng.choice(GEOLOCATIONS),
+        actual_status=rng.choices(ACTUAL_STATUSES, ACTUAL_WEIGHTS)[0],
+        gpu_util=round(rng.uniform(0.0, 100.0), 1),
+        gpu_temp=round(rng.uniform(30.0, 85.0), 1),
+        vmem_usage=round(rng.uniform(0.5, 24.0), 6),
+        cpu_util=round(rng.uniform(0.0, 1.0), 4),
+        mem_usage=round(rng.uniform(0.5, 15.0), 6),
+    )
+
+
+def fleet_instances(plan: dict[int, list[dict[str, Any]]], seed: int = 1) -> list[dict[str, Any]]:
+    """An instance record for every worker of `plan` (the instance a worker runs on)."""
+    rng = random.Random(seed + 1)
+    return [realistic_instance(rng, item["id"]) for items in plan.values() for item in items]
+
+
+def first_instance_read_seconds(workers: int) -> float:
+    """How long an exporter's first read of the instance list takes at `workers` workers."""
+    return math.ceil(workers / INSTANCES_PER_PAGE) * INSTANCE_PAGE_SECONDS
+
+
 @contextlib.asynccontextmanager
 async def running_fake(
-    plan: dict[int, list[dict[str, Any]]], delay: float = 0.0
+    plan: dict[int, list[dict[str, Any]]], delay: float = 0.0, instances: bool = False
 ) -> AsyncIterator[FakeVast]:
-    """The in-process fake Vast API serving `plan`, each answer after `delay` seconds.
+    """The in-process fake Vast API serving `plan`, each answer after `delay` seconds, and with
+    `instances` an instance list holding every worker's instance.
 
     Each answer is serialized once, up front: Vast's servers spend their CPU elsewhere, while
     this fake shares the machine with the exporter it measures (serializing 50 workers per
@@ -115,19 +155,23 @@ async def running_fake(
         for endpoint_id, items in plan.items():
             body = json.dumps(items).encode()
             fake.set("endpoint", endpoint_id, Reply(body=body, delay=delay))
+        if instances:
+            fake.set_instances(fleet_instances(plan))
         yield fake
     finally:
         await fake.close()
 
 
 @contextlib.asynccontextmanager
-async def fake_in_child(endpoints: int, workers: int, delay: float) -> AsyncIterator[str]:
-    """`running_fake(fleet(endpoints, workers), delay)` in a child process of its own, so that
-    answering polls never delays what this process measures; yields its URL."""
+async def fake_in_child(
+    endpoints: int, workers: int, delay: float, instances: bool = False
+) -> AsyncIterator[str]:
+    """`running_fake(fleet(endpoints, workers), delay, instances)` in a child process of its
+    own, so that answering polls never delays what this process measures; yields its URL."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
-        *(str(endpoints), str(workers), str(delay)),
+        *(str(endpoints), str(workers), str(delay), str(int(instances))),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -140,24 +184,29 @@ async def fake_in_child(endpoints: int, workers: int, delay: float) -> AsyncIter
         await stop_child(proc)
 
 
-async def serve_fake(endpoints: int, workers: int, delay: float) -> None:
+async def serve_fake(endpoints: int, workers: int, delay: float, instances: bool) -> None:
     """The child of fake_in_child: prints the fake's URL, then serves until terminated."""
-    async with running_fake(fleet(endpoints, workers), delay=delay) as fake:
+    async with running_fake(fleet(endpoints, workers), delay, instances) as fake:
         print(fake.url, flush=True)
         await asyncio.Event().wait()
 
 
 @contextlib.asynccontextmanager
 async def running_exporter(
-    api_url: str, ids: Sequence[int], interval: str, concurrency: int
+    api_url: str, ids: Sequence[int], interval: str, concurrency: int, instances: bool = False
 ) -> AsyncIterator[ExporterProcess]:
-    """The real exporter (`python -m exporter`) polling `ids`; stopped however the block ends."""
+    """The real exporter (`python -m exporter`) polling `ids`, and with `instances` reading the
+    instance list as fast as Vast allows; stopped however the block ends."""
     config = fast_config(
         api_url,
         vast={"timeout": "30s"},
         polling={"interval": interval, "concurrency": concurrency},
         endpoints=[{"id": i, "name": endpoint_name(i)} for i in ids],
     )
+    if instances:
+        page_interval = f"{INSTANCE_PAGE_SECONDS:g}s"
+        config["vast"]["console_url"] = api_url
+        config["instances"] = {"enabled": True, "interval": "60s", "page_interval": page_interval}
     with tempfile.TemporaryDirectory(prefix="vastai-bench-") as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -246,6 +295,12 @@ def exported_workers(values: TargetValues) -> int:
     return int(sum(values.get("vastai_target_workers", {}).values()))
 
 
+def instances_read(values: TargetValues) -> bool:
+    """Whether a read of the instance list has succeeded (its target has a last success)."""
+    successes = values.get("vastai_target_last_success_timestamp_seconds", {})
+    return any('kind="instances"' in labels for labels in successes)
+
+
 async def wait_until(
     check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.2
 ) -> None:
@@ -289,6 +344,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":  # python common.py ENDPOINTS WORKERS DELAY: see fake_in_child
+if __name__ == "__main__":  # python common.py ENDPOINTS WORKERS DELAY INSTANCES: fake_in_child
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(serve_fake(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
+    count, workers, delay, instances = sys.argv[1:5]
+    asyncio.run(serve_fake(int(count), int(workers), float(delay), instances == "1"))

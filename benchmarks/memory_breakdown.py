@@ -9,10 +9,14 @@ which sees every allocation Python makes, but not the allocator's own overhead o
 3. the exposition held between renders, and the transient peak of rendering it;
 4. a second poll round and render while the first are still held (a swap), its peak.
 
-It also walks the parsed lists and the snapshot and sums the size of every object they reach,
-by type (sys.getsizeof, each object counted once): what a worker costs, kind by kind.
+With `--instances` every worker also has an instance in the instance read's view (parsed before
+the measurement starts, as the read holds it between reads), joined at each render.
 
-    python benchmarks/memory_breakdown.py [--workers 10000] [--endpoints 200]
+It also walks the parsed lists and the snapshot (its views included) and sums the size of every
+object they reach, by type (sys.getsizeof, each object counted once): what a worker costs, kind
+by kind.
+
+    python benchmarks/memory_breakdown.py [--workers 10000] [--endpoints 200] [--instances]
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import time
 import tracemalloc
 import types
 
-from common import endpoint_ids, endpoint_name, fleet
+from common import endpoint_ids, endpoint_name, fleet, fleet_instances
 
 from exporter.config import Target
 from exporter.exposition import build_exposition
-from exporter.metrics import TargetState, build_snapshot
+from exporter.metrics import TargetState, View, build_snapshot
+from exporter.parsing import parse_instance_page
+from exporter.reads.instances import InstancesView
 from exporter.vast import parse_body
 
 MB = 1024 * 1024
@@ -42,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=200)
     parser.add_argument("--top", type=int, default=8, help="object types listed")
+    parser.add_argument("--instances", action="store_true", help="every worker has an instance")
     return parser.parse_args()
 
 
@@ -97,6 +104,10 @@ def main() -> None:
     args = parse_args()
     plan = fleet(args.endpoints, args.workers)
     bodies = {i: json.dumps({"workers": plan[i]}).encode() for i in endpoint_ids(args.endpoints)}
+    views: tuple[View, ...] = ()
+    if args.instances:
+        page = parse_instance_page({"success": True, "instances": fleet_instances(plan)})
+        views = (InstancesView(page, (len(page) // 25, 1.0)),)
     del plan
     gc.collect()
     tracemalloc.start()
@@ -110,7 +121,7 @@ def main() -> None:
     base = tracemalloc.get_traced_memory()[0]
     states = poll_round(bodies)
     mark = step("parsed worker lists (TargetStates)", base)
-    snapshot = build_snapshot(states, 300, time.monotonic())
+    snapshot = build_snapshot(states, 300, time.monotonic(), views=views)
     mark = step("snapshot (one row per worker)", mark)
     tracemalloc.reset_peak()
     exposition = build_exposition(snapshot)
@@ -120,7 +131,7 @@ def main() -> None:
     steady = mark
     tracemalloc.reset_peak()
     states2 = poll_round(bodies)
-    snapshot2 = build_snapshot(states2, 300, time.monotonic())
+    snapshot2 = build_snapshot(states2, 300, time.monotonic(), views=views)
     exposition2 = build_exposition(snapshot2)
     peak = tracemalloc.get_traced_memory()[1]
     rows.append(("next round + render while the old are held: peak", (peak - base) / MB))
@@ -131,10 +142,14 @@ def main() -> None:
     rows.append(("steady total (lists + snapshot + exposition)", (steady - base) / MB))
     tracemalloc.stop()
     states, snapshot = poll_round(bodies), None
-    snapshot = build_snapshot(states, 300, time.monotonic())
-    sizes, numbers = deep_sizes((states, snapshot.rows))
+    snapshot = build_snapshot(states, 300, time.monotonic(), views=views)
+    sizes, numbers = deep_sizes((states, snapshot.rows, snapshot.views))
 
-    print(f"{args.endpoints} endpoints, {args.workers:,} workers; Python heap (tracemalloc), MB")
+    with_instances = ", each with its instance" if args.instances else ""
+    print(
+        f"{args.endpoints} endpoints, {args.workers:,} workers{with_instances};"
+        " Python heap (tracemalloc), MB"
+    )
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value:8.1f}")

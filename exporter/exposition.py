@@ -1,10 +1,12 @@
 """Rendering a snapshot to the Prometheus text format and OpenMetrics, fast.
 
 prometheus-client's `generate_latest` builds a Sample and escapes every label of every sample:
-about 1 s for 10,000 workers. Worker series share one label set per worker across eleven
-families, so here each worker's labels are escaped once and every line is one f-string. The
-output is byte-for-byte what prometheus-client produces from `SnapshotCollector` (a test holds
-the two together); the few target and build-info families still go through prometheus-client.
+about 1 s for 10,000 workers. Worker series share one label set per worker across every
+per-worker family (the workers' own, and the WorkerFamily specs the account reads' views
+declare), so here each worker's labels are escaped once and every line is one formatted string.
+The output is byte-for-byte what prometheus-client produces from the same snapshot (a test holds
+the two together: tests/reference.py); the few target and build-info families still go through
+prometheus-client (`ClientRenderedFamilies`).
 
 Only what Prometheus asks for, OpenMetrics compressed with gzip, is rendered eagerly, one family at
 a time into a zlib stream, so no render ever holds the whole uncompressed exposition (14 MB at
@@ -29,8 +31,9 @@ import struct
 import threading
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as generate_text
@@ -40,27 +43,23 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from .metrics import (
-    BILLED_HELP,
-    DEPLOYMENT_HELP,
-    INSTANCE_FAMILIES,
-    INSTANCE_HELP,
-    INSTANCE_STATUS_HELP,
+    DEPLOYMENT_FAMILY,
     ROW_DEPLOYMENT,
     ROW_ENDPOINT_ID,
     ROW_ENDPOINT_NAME,
     ROW_FIGURES,
     ROW_GROUP_ID,
     ROW_ID,
-    ROW_INSTANCE,
     ROW_STATUS,
-    STATUS_HELP,
+    STATUS_FAMILY,
     WORKER_FAMILIES,
+    ClientRenderedFamilies,
     FlatRow,
     Snapshot,
-    SnapshotCollector,
+    View,
 )
 from .parsing import WORKER_METRICS
-from .pricing import billed_dollars_per_hour
+from .worker_families import WORKER_LABELS, Sample, WorkerFamily
 
 log = logging.getLogger(__name__)
 INF = float("inf")
@@ -390,12 +389,12 @@ def _pieces(
     """The exposition as a few large pieces, one family's worth each, made as they are taken;
     OpenMetrics without its `# EOF` if `eof` is false."""
     if families is None:
-        families = _worker_families(snapshot.rows)
+        families = _worker_families(snapshot.rows, snapshot.views)
     for name, help_text, body in families:
         yield _help(name, help_text, openmetrics).encode()
         yield body.encode()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_TargetFamilies(snapshot))
+    registry.register(ClientRenderedFamilies(snapshot))
     generate = generate_openmetrics if openmetrics else generate_text
     last = generate(registry)
     if openmetrics and not eof:
@@ -403,14 +402,6 @@ def _pieces(
             raise ValueError("OpenMetrics rendering does not end with # EOF")
         last = last[: -len(EOF)]
     yield last
-
-
-class _TargetFamilies:
-    def __init__(self, snapshot: Snapshot) -> None:
-        self._collector = SnapshotCollector(snapshot)
-
-    def collect(self) -> Iterator[Metric]:
-        return self._collector.other_families()
 
 
 def _escape(value: str) -> str:
@@ -425,13 +416,16 @@ def _help_text(text: str, openmetrics: bool) -> str:
     return _escape(text) if openmetrics else text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _worker_families(rows: tuple[FlatRow, ...]) -> Iterator[tuple[str, str, str]]:
-    """(name, HELP, sample lines) of every worker family, in SnapshotCollector's order, one
-    family at a time (a family's lines are dropped before the next family's are made).
+def _worker_families(
+    rows: tuple[FlatRow, ...], views: tuple[View, ...]
+) -> Iterator[tuple[str, str, str]]:
+    """(name, HELP, sample lines) of every per-worker family, one family at a time (a family's
+    lines are dropped before the next family's are made): the workers' figures, status and
+    deployment, then each view's WorkerFamily specs, in views' order.
 
     Labels are sorted by name, as prometheus-client writes them: each worker's two endpoint
-    labels (`head`) and two worker labels (`tail`) are escaped once; other labels sort before
-    (actual_status, deployment_version_id), between (status, the hardware) or after them.
+    labels (`head`) and two worker labels (`tail`) are escaped once; a labelled family's own
+    labels go before, between or after them (WorkerFamily.label_order).
     """
     endpoints: dict[tuple[str, str], str] = {}  # a few hundred endpoints, escaped once each
     heads = [
@@ -456,22 +450,176 @@ def _worker_families(rows: tuple[FlatRow, ...]) -> Iterator[tuple[str, str, str]
         ]
         yield name, help_text, "".join(lines)
     del table
-    statuses = [
-        f'vastai_worker_status{{{head},status="{_escape(row[ROW_STATUS])}",{tail}}} 1.0\n'
-        for row, head, tail in zip(rows, heads, tails, strict=True)
-        if row[ROW_STATUS] is not None
+    for family, column in ((STATUS_FAMILY, ROW_STATUS), (DEPLOYMENT_FAMILY, ROW_DEPLOYMENT)):
+        yield _labelled_family(family, _row_samples(rows, column), rows, heads, tails)
+    if views:
+        yield from _view_families(views, rows, heads, tails)
+
+
+def _row_samples(rows: tuple[FlatRow, ...], column: int) -> list[Sequence[Sample] | None]:
+    """Each row's value in `column` as the one label of a sample of value 1 (None: no sample),
+    one sample per distinct value, shared by the rows that have it."""
+    shared: dict[str, tuple[Sample]] = {}
+    return [
+        None if label is None else shared.get(label) or shared.setdefault(label, (((label,), 1.0),))
+        for label in (row[column] for row in rows)
     ]
-    yield "vastai_worker_status", STATUS_HELP, "".join(statuses)
-    del statuses
-    deployments = [
-        f'vastai_worker_deployment_info{{deployment_version_id="{_escape(row[ROW_DEPLOYMENT])}",'
-        f"{head},{tail}}} 1.0\n"
-        for row, head, tail in zip(rows, heads, tails, strict=True)
-        if row[ROW_DEPLOYMENT] is not None
+
+
+def _view_families(
+    views: tuple[View, ...], rows: tuple[FlatRow, ...], heads: list[str], tails: list[str]
+) -> Iterator[tuple[str, str, str]]:
+    """Each view's WorkerFamily specs, their values joined to the rows by worker id, in the
+    rows' order."""
+    ids = [row[ROW_ID] for row in rows]
+    statuses = dict(zip(ids, (row[ROW_STATUS] for row in rows), strict=True))
+    for view in views:
+        for series in view.worker_families(statuses):
+            family = series.family
+            if not series.values:  # the read has nothing (yet): its HELP alone
+                yield family.name, family.help, ""
+            elif family.labels:
+                samples = list(map(series.values.get, ids))
+                yield _labelled_family(family, samples, rows, heads, tails)
+            else:
+                yield _value_family(family, list(map(series.values.get, ids)), heads, tails)
+
+
+def _value_family(
+    family: WorkerFamily, values: list[float | None], heads: list[str], tails: list[str]
+) -> tuple[str, str, str]:
+    """A family without labels of its own: each worker's value, if it has one (go_float for
+    the floats it takes, prometheus-client's format for NaN and ints)."""
+    name, fast, exact = family.name, go_float, floatToGoString
+    lines = [
+        f"{name}{{{head},{tail}}} "
+        f"{fast(value) if type(value) is float and value == value else exact(value)}\n"
+        for value, head, tail in zip(values, heads, tails, strict=True)
+        if value is not None
     ]
-    yield "vastai_worker_deployment_info", DEPLOYMENT_HELP, "".join(deployments)
-    del deployments
-    yield from _instance_families(rows, heads, tails)
+    return name, family.help, "".join(lines)
+
+
+def _labelled_family(
+    family: WorkerFamily,
+    samples: list[Sequence[Sample] | None],
+    rows: tuple[FlatRow, ...],
+    heads: list[str],
+    tails: list[str],
+) -> tuple[str, str, str]:
+    """A family with labels of its own: each worker's samples, if it has any. A label of its
+    own (a status, old or new) takes few values: its text is made once per value. Several
+    (the hardware) rarely repeat together: each line is written from their values, escaped once
+    per value."""
+    if family.label_order.split:
+        body = _split_lines(family, samples, rows)
+    elif len(family.labels) == 1:
+        body = _one_label_lines(family, samples, heads, tails)
+    else:
+        body = _labels_lines(family, samples, heads, tails)
+    return family.name, family.help, body
+
+
+def _one_label_lines(
+    family: WorkerFamily, samples: list[Sequence[Sample] | None], heads: list[str], tails: list[str]
+) -> str:
+    order = family.label_order
+    [(label, _)] = order.before + order.between + order.after
+    texts = _Escaped(f'{label}="{{}}"'.format)  # value -> label="value", escaped
+    numbers = _ValueTexts()
+    name = family.name
+    pairs = (
+        (values[0], value, head, tail)
+        for found, head, tail in zip(samples, heads, tails, strict=True)
+        if found is not None
+        for values, value in found
+    )
+    if order.before:
+        lines = [f"{name}{{{texts[v]},{h},{t}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    elif order.between:
+        lines = [f"{name}{{{h},{texts[v]},{t}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    else:
+        lines = [f"{name}{{{h},{t},{texts[v]}}} {numbers[n]}\n" for v, n, h, t in pairs]
+    return "".join(lines)
+
+
+def _labels_lines(
+    family: WorkerFamily, samples: list[Sequence[Sample] | None], heads: list[str], tails: list[str]
+) -> str:
+    order = family.label_order
+    # One %-template per line, over (head, tail, value, *the family's label values) picked in
+    # the order the line writes them.
+    template = "".join(
+        (
+            family.name,
+            "{",
+            *(f'{label}="%s",' for label, _ in order.before),
+            "%s,",
+            *(f'{label}="%s",' for label, _ in order.between),
+            "%s",
+            *(f',{label}="%s"' for label, _ in order.after),
+            "} %s\n",
+        )
+    )
+    pick = itemgetter(
+        *(3 + index for _, index in order.before),
+        0,
+        *(3 + index for _, index in order.between),
+        1,
+        *(3 + index for _, index in order.after),
+        2,
+    )
+    escaped = _Escaped().__getitem__
+    numbers = _ValueTexts()
+    lines = [
+        template % pick((head, tail, numbers[value], *map(escaped, values)))
+        for found, head, tail in zip(samples, heads, tails, strict=True)
+        if found is not None
+        for values, value in found
+    ]
+    return "".join(lines)
+
+
+class _Escaped(dict[str, str]):
+    """Label values escaped (and put in `form`), once per distinct value in a family's render:
+    statuses and hardware repeat across workers."""
+
+    def __init__(self, form: Callable[[str], str] = str) -> None:
+        super().__init__()
+        self._form = form
+
+    def __missing__(self, value: str) -> str:
+        text = self[value] = self._form(_escape(value))
+        return text
+
+
+class _ValueTexts(dict[float, str]):
+    """Sample values as prometheus-client writes them, once per distinct value in a family (a
+    labelled family's values are mostly 1); equal values are written alike (1 and 1.0 both
+    "1.0"), but for zero."""
+
+    def __missing__(self, value: float) -> str:
+        fast = type(value) is float and value == value  # go_float takes floats, not NaN
+        text = go_float(value) if fast else floatToGoString(value)
+        if value:  # 0.0 and -0.0 are one key, written "0.0" and "-0.0"
+            self[value] = text
+        return text
+
+
+def _split_lines(
+    family: WorkerFamily, samples: list[Sequence[Sample] | None], rows: tuple[FlatRow, ...]
+) -> str:
+    """The lines of a family whose own labels sort inside a worker's `head` or `tail`: every
+    label escaped for every sample, as prometheus-client does (no family needs it so far)."""
+    names = (*WORKER_LABELS, *family.labels)
+    lines = []
+    for found, row in zip(samples, rows, strict=True):
+        worker = (row[ROW_ENDPOINT_ID], row[ROW_ENDPOINT_NAME], row[ROW_GROUP_ID], row[ROW_ID])
+        for values, value in found or ():
+            pairs = sorted(zip(names, (*worker, *values), strict=True))
+            labels = ",".join(f'{label}="{_escape(text)}"' for label, text in pairs)
+            lines.append(f"{family.name}{{{labels}}} {floatToGoString(value)}\n")
+    return "".join(lines)
 
 
 def _endpoint_labels(endpoint_id: str, endpoint_name: str) -> str:
@@ -491,57 +639,3 @@ def go_float(value: float) -> str:
             return f"{mantissa}e+{dot - 1:02d}"
         return text
     return "-Inf" if value == -INF else repr(value)
-
-
-def _values_family(
-    metric: str, help_text: str, rows: list[tuple[Mapping[str, float], str, str]]
-) -> tuple[str, str, str]:
-    """One gauge family from each row's `values[metric]`, where it has one."""
-    name = f"vastai_worker_{metric}"
-    lines = [
-        f"{name}{{{head},{tail}}} {floatToGoString(values[metric])}\n"
-        for values, head, tail in rows
-        if metric in values
-    ]
-    return name, help_text, "".join(lines)
-
-
-def _instance_families(
-    rows: tuple[FlatRow, ...], heads: list[str], tails: list[str]
-) -> Iterator[tuple[str, str, str]]:
-    """Instance-list families of the workers that have an instance: figures, bill, status,
-    hardware."""
-    joined = [
-        (row[ROW_INSTANCE], row[ROW_STATUS], head, tail)
-        for row, head, tail in zip(rows, heads, tails, strict=True)
-        if row[ROW_INSTANCE] is not None
-    ]
-    if not joined:  # no instance list: every family empty, nothing to walk
-        for metric, help_text in INSTANCE_FAMILIES:
-            yield f"vastai_worker_{metric}", help_text, ""
-        yield "vastai_worker_billed_dollars_per_hour", BILLED_HELP, ""
-        yield "vastai_worker_instance_status", INSTANCE_STATUS_HELP, ""
-        yield "vastai_worker_instance_info", INSTANCE_HELP, ""
-        return
-    for metric, help_text in INSTANCE_FAMILIES:
-        yield _values_family(metric, help_text, [(i.values, h, t) for i, _, h, t in joined])
-    billed, statuses, infos = [], [], []
-    for instance, status, head, tail in joined:
-        bill = billed_dollars_per_hour(status, instance)
-        if bill is not None:
-            billed.append(
-                f"vastai_worker_billed_dollars_per_hour{{{head},{tail}}} {floatToGoString(bill)}\n"
-            )
-        if instance.actual_status:
-            statuses.append(
-                f'vastai_worker_instance_status{{actual_status="{_escape(instance.actual_status)}",'
-                f"{head},{tail}}} 1.0\n"
-            )
-        hardware = (
-            f'geolocation="{_escape(instance.geolocation)}",gpu_name="{_escape(instance.gpu_name)}",'
-            f'machine_id="{_escape(instance.machine_id)}",num_gpus="{_escape(instance.num_gpus)}"'
-        )
-        infos.append(f"vastai_worker_instance_info{{{head},{hardware},{tail}}} 1.0\n")
-    yield "vastai_worker_billed_dollars_per_hour", BILLED_HELP, "".join(billed)
-    yield "vastai_worker_instance_status", INSTANCE_STATUS_HELP, "".join(statuses)
-    yield "vastai_worker_instance_info", INSTANCE_HELP, "".join(infos)

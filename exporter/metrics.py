@@ -1,13 +1,14 @@
 """Metrics: an immutable snapshot of the last polls, merged per worker and rendered once.
 
 The scheduler hands over frozen TargetState records; `build_snapshot` merges them into one row per
-worker, and `SnapshotCollector` describes the result with prometheus-client's own types. The
-`exposition` module renders it.
+worker. The `exposition` module renders the per-worker families (the workers' own, and those the
+account reads' views declare as WorkerFamily specs) itself, and the rest, few series, through
+prometheus-client with `ClientRenderedFamilies`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import (
@@ -19,19 +20,13 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
-from .fields import (
-    INSTANCE_FIELDS,
-    INSTANCE_LABEL_FIELDS,
-    WORKER_FIELDS,
-    Field,
-)
+from .fields import WORKER_FIELDS, Field
 from .lifecycle import BUCKETS, EndpointLifecycle
-from .parsing import REASONS, Instance, Worker
-from .pricing import billed_dollars_per_hour
+from .parsing import REASONS, Worker
 from .scheduler import TargetState
 from .targets import Kind, Target
+from .worker_families import WorkerFamily, WorkerSeries
 
-WORKER_LABELS = ("endpoint_id", "endpoint_name", "worker_group_id", "worker_id")
 TARGET_LABELS = ("kind", "id", "name")
 CACHED = "cached from the last poll"
 LISTED = "cached from the last account listing"
@@ -39,24 +34,14 @@ LISTED = "cached from the last account listing"
 
 # (metric suffix, HELP) of every worker gauge but status, in exposition order.
 WORKER_FAMILIES = tuple((field.metric, f"{field.help}; {CACHED}.") for field in WORKER_FIELDS)
-LISTED_INSTANCES = "cached from the last instance list"
-# (metric suffix, HELP) of the instance-list gauges per worker, in exposition order.
-INSTANCE_FAMILIES = tuple(
-    (field.metric, f"{field.help}; {LISTED_INSTANCES}.") for field in INSTANCE_FIELDS
-)
-BILLED_HELP = (
-    "What Vast bills for the worker now in dollars per hour: dph_total while its state bills "
-    "GPU compute (ready, loading), storage_total_cost while creating or inactive, 0 where not "
-    f"billed; {LISTED_INSTANCES}."
-)
-INSTANCE_STATUS_HELP = (
-    f"Status of the worker's instance (lower-cased actual_status) as a label; value 1; "
-    f"{LISTED_INSTANCES}."
-)
-INSTANCE_HELP = f"Hardware of the worker's instance, as labels; value 1; {LISTED_INSTANCES}."
 STATUS_HELP = f"Status of the worker as a label (lower-cased status field), value 1; {CACHED}."
 DEPLOYMENT_HELP = (
     f"Deployment version the worker runs (deployment_version_id), as a label; value 1; {CACHED}."
+)
+# The two labelled families of the worker lists, after WORKER_FAMILIES.
+STATUS_FAMILY = WorkerFamily("vastai_worker_status", STATUS_HELP, ("status",))
+DEPLOYMENT_FAMILY = WorkerFamily(
+    "vastai_worker_deployment_info", DEPLOYMENT_HELP, ("deployment_version_id",)
 )
 
 
@@ -70,7 +55,6 @@ class WorkerRow:
     endpoint_name: str = ""
     worker_group_id: str = ""
     from_endpoint: bool = False
-    instance: Instance | None = None  # from the account's instance list, if it has this worker
 
     def labels(self) -> tuple[str, str, str, str]:
         return (self.endpoint_id, self.endpoint_name, self.worker_group_id, self.worker.id)
@@ -86,30 +70,14 @@ class ReloadStatus:
 
 # A snapshot's worker row flattened into an exact tuple of its worker's id, status, figures and
 # deployment and WorkerRow's other fields, in their order. The garbage collector stops tracking
-# a tuple of strings and numbers at its first look (unless the row has an Instance), where it
-# walks every WorkerRow and every Worker (a NamedTuple) at each collection: at 10,000 workers,
-# with the old snapshot and the new alive during a render, 40,000 of a full collection's 57,000
-# objects, and most of its 15 to 35 ms pause of the event loop.
-FlatRow = tuple[str, str | None, bytes, str | None, float, str, str, str, bool, Instance | None]
+# a tuple of strings and numbers at its first look, where it walks every WorkerRow and every
+# Worker (a NamedTuple) at each collection: at 10,000 workers, with the old snapshot and the new
+# alive during a render, 40,000 of a full collection's 57,000 objects, and most of its 15 to
+# 35 ms pause of the event loop. What the account reads know of a worker stays in their views,
+# joined by worker id when rendered (View.worker_families).
+FlatRow = tuple[str, str | None, bytes, str | None, float, str, str, str, bool]
 ROW_ID, ROW_STATUS, ROW_FIGURES, ROW_DEPLOYMENT = 0, 1, 2, 3
 ROW_SEEN_AT, ROW_ENDPOINT_ID, ROW_ENDPOINT_NAME, ROW_GROUP_ID, ROW_FROM_ENDPOINT = 4, 5, 6, 7, 8
-ROW_INSTANCE = 9
-
-
-def flat_row(row: WorkerRow) -> FlatRow:
-    worker = row.worker
-    return (
-        worker.id,
-        worker.status,
-        worker.figures,
-        worker.deployment,
-        row.seen_at,
-        row.endpoint_id,
-        row.endpoint_name,
-        row.worker_group_id,
-        row.from_endpoint,
-        row.instance,
-    )
 
 
 def worker_row(flat: FlatRow) -> WorkerRow:
@@ -138,12 +106,18 @@ class Snapshot:
 class View:
     """What one account read adds to a snapshot: immutable, made when the snapshot is taken.
 
-    Each read (exporter/reads.py) declares its own: `join` may add to the merged worker rows
-    (the instance list does), `families` yields its metric families.
+    Each read (exporter/reads.py) declares its own: `worker_families` its series per worker
+    (rendered after the workers' own families, in views' order), `families` its other metric
+    families (rendered through prometheus-client, after the targets').
     """
 
-    def join(self, rows: Iterable[WorkerRow]) -> None:
-        """Add to the merged worker rows (called once, while the snapshot is built)."""
+    def worker_families(self, statuses: Mapping[str, str | None]) -> Iterator[WorkerSeries]:
+        """Each WorkerFamily the read declares, with its values by worker id; yielded even when
+        empty, so that its HELP is there while the read runs. `statuses`: each merged worker's
+        status (worker id -> lower-cased status, None when not reported), for what depends on
+        it. Called at each render, on the render thread: a family's values are dropped before
+        the next family's are made."""
+        return iter(())
 
     def families(self) -> Iterator[Metric]:
         return iter(())
@@ -182,26 +156,17 @@ def build_snapshot(
             worker_id = fields[0]
             row = rows.get(worker_id)
             if row is None:
-                row = (*fields, seen_at, "", "", "", False, None)
+                row = (*fields, seen_at, "", "", "", False)
             elif seen_at > row[ROW_SEEN_AT]:
                 row = (*fields, seen_at, *row[ROW_ENDPOINT_ID:])
             rows[worker_id] = label(row)
-    views = tuple(views)
-    joining = [view for view in views if type(view).join is not View.join]
-    if joining:  # the instance list: its rows as WorkerRows, for the views to add to
-        merged = [worker_row(row) for row in rows.values()]
-        for view in joining:
-            view.join(merged)
-        flat = tuple(map(flat_row, merged))
-    else:
-        flat = tuple(rows.values())
     return Snapshot(
         states,
-        flat,
+        tuple(rows.values()),
         held,
         now,
         reload or ReloadStatus(),
-        views,
+        tuple(views),
         requests,
         web_config_successful,
         lifecycle,
@@ -216,95 +181,30 @@ def _labeller(target: Target) -> Callable[[FlatRow], FlatRow]:
         name = target.name
 
         def label_endpoint(row: FlatRow) -> FlatRow:
-            return (*row[:ROW_ENDPOINT_ID], target_id, name, row[ROW_GROUP_ID], True, row[-1])
+            return (*row[:ROW_ENDPOINT_ID], target_id, name, row[ROW_GROUP_ID], True)
 
         return label_endpoint
     endpoint_id = None if target.endpoint_id is None else str(target.endpoint_id)
     endpoint_name = target.endpoint_name
 
     def label_group(row: FlatRow) -> FlatRow:
-        if not row[ROW_FROM_ENDPOINT] and endpoint_id is not None and not row[ROW_ENDPOINT_ID]:
-            return (*row[:ROW_ENDPOINT_ID], endpoint_id, endpoint_name, target_id, *row[-2:])
-        return (*row[:ROW_GROUP_ID], target_id, *row[-2:])
+        from_endpoint = row[ROW_FROM_ENDPOINT]
+        if not from_endpoint and endpoint_id is not None and not row[ROW_ENDPOINT_ID]:
+            return (*row[:ROW_ENDPOINT_ID], endpoint_id, endpoint_name, target_id, from_endpoint)
+        return (*row[:ROW_GROUP_ID], target_id, from_endpoint)
 
     return label_group
 
 
-class SnapshotCollector:
-    """A prometheus-client collector over one immutable Snapshot."""
+class ClientRenderedFamilies:
+    """A prometheus-client collector of a snapshot's families that are not per worker: the
+    targets', the views' own, the endpoints' lifecycle, build info and reloads. A few hundred
+    series at most, so prometheus-client renders them (exposition.py renders the rest)."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.worker_families()
-        yield from self.other_families()
-
-    def worker_families(self) -> Iterator[Metric]:
-        rows = self._snapshot.workers
-        for metric, help_text in WORKER_FAMILIES:
-            family = GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
-            for row in rows:
-                value = row.worker.value(metric)
-                if value is not None:
-                    family.add_metric(row.labels(), value)
-            yield family
-        status = GaugeMetricFamily(
-            "vastai_worker_status", STATUS_HELP, labels=(*WORKER_LABELS, "status")
-        )
-        for row in rows:
-            if row.worker.status is not None:
-                status.add_metric((*row.labels(), row.worker.status), 1)
-        yield status
-        deployment = GaugeMetricFamily(
-            "vastai_worker_deployment_info",
-            DEPLOYMENT_HELP,
-            labels=(*WORKER_LABELS, "deployment_version_id"),
-        )
-        for row in rows:
-            if row.worker.deployment is not None:
-                deployment.add_metric((*row.labels(), row.worker.deployment), 1)
-        yield deployment
-        yield from self._instance_families(rows)
-
-    def _instance_families(self, rows: tuple[WorkerRow, ...]) -> Iterator[Metric]:
-        """Price, bill, GPU and hardware of the workers whose instance the list shows."""
-        families = {
-            metric: GaugeMetricFamily(f"vastai_worker_{metric}", help_text, labels=WORKER_LABELS)
-            for metric, help_text in INSTANCE_FAMILIES
-        }
-        billed = GaugeMetricFamily(
-            "vastai_worker_billed_dollars_per_hour", BILLED_HELP, labels=WORKER_LABELS
-        )
-        status = GaugeMetricFamily(
-            "vastai_worker_instance_status",
-            INSTANCE_STATUS_HELP,
-            labels=(*WORKER_LABELS, "actual_status"),
-        )
-        info = GaugeMetricFamily(
-            "vastai_worker_instance_info",
-            INSTANCE_HELP,
-            labels=(*WORKER_LABELS, *INSTANCE_LABEL_FIELDS),
-        )
-        for row in rows:
-            instance = row.instance
-            if instance is None:
-                continue
-            labels = row.labels()
-            for metric, value in instance.values.items():
-                families[metric].add_metric(labels, value)
-            bill = billed_dollars_per_hour(row.worker.status, instance)
-            if bill is not None:
-                billed.add_metric(labels, bill)
-            if instance.actual_status:
-                status.add_metric((*labels, instance.actual_status), 1)
-            hardware = (instance.gpu_name, instance.num_gpus, instance.machine_id)
-            info.add_metric((*labels, *hardware, instance.geolocation), 1)
-        yield from families.values()
-        yield from (billed, status, info)
-
-    def other_families(self) -> Iterator[Metric]:
-        """Target families and build info: few series, rendered by prometheus-client itself."""
         yield from self._target_families()
         for view in self._snapshot.views:
             yield from view.families()

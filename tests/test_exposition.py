@@ -6,9 +6,12 @@ import asyncio
 import gc
 import gzip
 import random
+import re
 import resource
 import threading
 import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -29,13 +32,15 @@ from exporter.exposition import (
     render_simple,
     wants_openmetrics,
 )
-from exporter.metrics import Snapshot, SnapshotCollector, build_snapshot
+from exporter.metrics import Snapshot, View, build_snapshot
 from exporter.parsing import Instance, parse_workers_payload
 from exporter.reads.instances import InstancesView
 from exporter.render_loop import MetricsCache
 from exporter.scheduler import TargetState
+from exporter.worker_families import WORKER_LABELS, LabelOrder, WorkerFamily, WorkerSeries
 
 from .fakevast import worker
+from .reference import reference
 
 NOW = 1_800_000_000.0
 ODD = 'quote " back \\ slash \n newline ünïcode'
@@ -100,12 +105,6 @@ INSTANCES = {
 }
 
 
-def reference(snap: Snapshot, openmetrics: bool) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snap))
-    return (generate_openmetrics if openmetrics else generate_text)(registry)
-
-
 @pytest.mark.parametrize("openmetrics", [False, True])
 def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -> None:
     snap = snapshot()
@@ -120,6 +119,114 @@ def test_fast_render_is_byte_identical_to_prometheus_client(openmetrics: bool) -
     assert text.count("vastai_worker_billed_dollars_per_hour{") == 2
     empty = build_snapshot((), 300, NOW)
     assert render(empty, openmetrics) == reference(empty, openmetrics)
+
+
+# A made-up read's families, as a read declares them in its own module: labels of its own that
+# sort before the worker labels (az), between the endpoint's and the worker's (price), after them
+# (zone), and inside the endpoint's pair (endpoint_kind) and the worker's (worker_host).
+PLAIN = WorkerFamily("vastai_worker_made_up_value", "A value per worker; made up.")
+AROUND = WorkerFamily("vastai_worker_made_up_info", 'Around; "made" up.\n', ("zone", "az", "price"))
+INSIDE = WorkerFamily("vastai_worker_made_up_inside", "Inside.", ("worker_host", "endpoint_kind"))
+BEFORE = WorkerFamily("vastai_worker_made_up_before", "Before.", ("a", "b"))
+NOTHING_YET = WorkerFamily("vastai_worker_made_up_nothing", "Nothing read yet.", ("zone",))
+RUNNING = WorkerFamily("vastai_worker_made_up_running", "1 while the worker's status is running.")
+ZERO = -0.0
+
+
+@dataclass(frozen=True)
+class MadeUpView(View):
+    """Odd values by worker id: NaN, infinities, zeros of both signs, an int, several samples
+    a worker, a worker the snapshot does not hold (999), and one value from the statuses."""
+
+    seen: list = field(default_factory=list)  # the statuses each call was given
+
+    def worker_families(self, statuses: Mapping[str, str | None]) -> Iterator[WorkerSeries]:
+        self.seen.append(dict(statuses))
+        nan, inf = float("nan"), float("inf")
+        yield WorkerSeries(PLAIN, {"10": nan, "11": 3, "12": ZERO, "100": 0.0, "101": -inf})
+        yield WorkerSeries(
+            AROUND,
+            {
+                "10": ((("z", ODD, "old"), 1.5), (("z", ODD, "new"), 2.25)),
+                "11": ((("", "a", "old"), ZERO), (("", "a", "new"), 0.0)),
+                "999": ((("z", "a", "old"), 1.0),),
+                "102": (),  # no samples: no series
+            },
+        )
+        yield WorkerSeries(INSIDE, {"10": (((ODD, "k"), inf),), "12": ((("h", "k"), 1e22),)})
+        yield WorkerSeries(BEFORE, {worker_id: (((ODD, "b"), 1.0),) for worker_id in statuses})
+        yield WorkerSeries(
+            RUNNING,
+            {worker_id: float(status == "running") for worker_id, status in statuses.items()},
+        )
+        yield WorkerSeries(NOTHING_YET, {})
+
+
+def label_names(text: str, name: str) -> list[list[str]]:
+    """The label names of each sample of a family, in the order they are written."""
+    samples = re.findall(rf"^{name}{{(.*)}} \S+$", text, re.MULTILINE)
+    return [re.findall(r'(?:^|,)(\w+)="', labels) for labels in samples]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_reads_own_per_worker_families_render_as_prometheus_client_does(openmetrics) -> None:
+    """A read declares its families and gives values by worker id; both renderers join them to
+    the rows and sort its labels among the worker labels, byte for byte alike, wherever they
+    sort; its families follow the instance list's, in views' order."""
+    made_up = MadeUpView()
+    views = [InstancesView(INSTANCES, (3, 2.5)), made_up]
+    snap = build_snapshot(states(), 300, NOW, views=views)
+    fast = render(snap, openmetrics)
+    assert fast == reference(snap, openmetrics)
+    text = fast.decode()
+    helps = re.findall(r"^# HELP (\w+)", text, re.MULTILINE)
+    start = helps.index("vastai_worker_instance_info") + 1
+    assert helps[start : start + 7] == [
+        PLAIN.name,
+        AROUND.name,
+        INSIDE.name,
+        BEFORE.name,
+        RUNNING.name,
+        NOTHING_YET.name,
+        "vastai_target_up",
+    ]
+    workers = {row[0]: row[1] for row in snap.rows}
+    assert made_up.seen[-1] == workers  # each worker's status, by worker id
+    assert f"{NOTHING_YET.name}{{" not in text and f"# TYPE {NOTHING_YET.name} gauge" in text
+    around = sorted(["az", "price", "zone", *WORKER_LABELS])
+    assert label_names(text, AROUND.name) == [around] * 4  # 2 + 2 samples; 999 and 102: none
+    inside = sorted(["worker_host", "endpoint_kind", *WORKER_LABELS])
+    assert label_names(text, INSIDE.name) == [inside] * 2
+    assert label_names(text, BEFORE.name) == [["a", "b", *WORKER_LABELS]] * len(workers)
+    assert 'worker_id="11"} 3.0\n' in text and 'worker_id="12"} -0.0\n' in text
+    assert 'worker_id="10"} NaN\n' in text and 'worker_id="100"} 0.0\n' in text
+    assert text.count(f"{PLAIN.name}{{") == 5 and 'worker_id="999"' not in text
+
+
+def test_label_order_places_a_familys_labels_among_the_worker_labels() -> None:
+    order = LabelOrder.of(("zone", "az", "price", "actual_status"))
+    assert order.before == (("actual_status", 3), ("az", 1))
+    assert order.between == (("price", 2),)
+    assert order.after == (("zone", 0),)
+    assert not order.split
+    assert LabelOrder.of(("endpoint_kind",)).split and LabelOrder.of(("worker_host",)).split
+    assert LabelOrder.of(()) == LabelOrder((), (), (), False)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "problem"),
+    [
+        ("vastai worker", (), "not a metric name"),
+        ("vastai_worker_x", ("worker_id",), "is a worker label"),
+        ("vastai_worker_x", ("endpoint_name",), "is a worker label"),
+        ("vastai_worker_x", ("zone", "zone"), "repeated"),
+        ("vastai_worker_x", ("__zone",), "not a label name"),
+        ("vastai_worker_x", ("gpu-name",), "not a label name"),
+    ],
+)
+def test_a_worker_family_is_checked_when_declared(name, labels, problem) -> None:
+    with pytest.raises(ValueError, match=problem):
+        WorkerFamily(name, "help", labels)
 
 
 def test_go_float_is_prometheus_clients_float_format() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from exporter.config import Target
 from exporter.exposition import RuntimeFamilies
 from exporter.exposition import render as render_exposition
@@ -17,7 +19,7 @@ from exporter.fields import (
     WORKER_FIELDS,
 )
 from exporter.metrics import build_snapshot
-from exporter.parsing import REASONS, parse_workers_payload
+from exporter.parsing import REASONS, parse_instance_page, parse_workers_payload
 from exporter.reads.billing import BillingView
 from exporter.reads.deployments import DeploymentRow, DeploymentsView, parse_deployments
 from exporter.reads.instances import InstancesView
@@ -25,8 +27,9 @@ from exporter.reads.listing import ListingView
 from exporter.reads.supply import Offers, Round, SupplyView
 from exporter.scheduler import TargetState
 
-from .fakevast import deployment, worker
+from .fakevast import deployment, instance, worker
 from .harness import parse_metrics, series
+from .reference import reference
 
 ENDPOINT = Target("endpoint", 10, "chat", 10, "chat")
 GROUP = Target("worker_group", 20, "", 10, "chat")
@@ -136,22 +139,36 @@ def test_target_series_and_zeroed_error_counters() -> None:
 
 
 def every_view() -> list:
-    """A view of each account read, so that every family is written."""
+    """A view of each account read, with data for worker 1, so that every family is written
+    (and compared with prometheus-client's rendering)."""
     billing = BillingView(12.5, -1.0, {"total": 3.0}, (("10", "chat", {"gpu": 2.0}),), ())
     [found] = parse_deployments(
         {"deployments": [deployment(7, 10, ttl=60, last_client_heartbeat=1)]}
     )
     row = DeploymentRow(("7", "square", "default", "10", "chat"), found, (), True, (1, 2))
+    page = parse_instance_page({"instances": [instance(1, "RTX 4090", 0.4), instance(2, "", None)]})
     supply = SupplyView(
         ((("20", "10", "chat"), True, Offers(3, 4.0, 0.2, 0.25)),), Round((), 1, 0.5)
     )
     return [
         ListingView(),
-        InstancesView({}, (4, 3.5)),
+        InstancesView(page, (4, 3.5)),
         billing,
         DeploymentsView((row,)),
         supply,
     ]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_every_reads_families_render_as_prometheus_client_does(openmetrics: bool) -> None:
+    """The fast renderer against the reference over a view of every read: a read's families,
+    per worker or not, are checked byte for byte once its view is in every_view()."""
+    rows = [state(GROUP, worker(1, status="loading")), state(ENDPOINT, worker(1), worker(3))]
+    snapshot = build_snapshot(rows, 300, NOW, views=every_view())
+    text = render_exposition(snapshot, openmetrics)
+    assert text == reference(snapshot, openmetrics)
+    assert text.count(b"\nvastai_worker_instance_info{") == 1
+    assert b'vastai_worker_billed_dollars_per_hour{endpoint_id="10"' in text
 
 
 def test_help_texts_say_the_data_is_cached() -> None:

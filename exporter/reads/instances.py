@@ -20,17 +20,20 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..clock import loop_time
-from ..fields import INSTANCE_COLUMNS
-from ..metrics import View, WorkerRow
+from ..fields import INSTANCE_COLUMNS, INSTANCE_FIELDS, INSTANCE_LABEL_FIELDS
+from ..metrics import View
 from ..pacing import ApiPath
 from ..parsing import Instance, parse_instance_page
+from ..pricing import billed_dollars_per_hour
 from ..settings import BOOL, DURATION, ONCE_A_SECOND, Minimum, setting
 from ..targets import Kind
+from ..worker_families import WorkerFamily, WorkerSeries
 from .base import AccountRead, ReadContext, pages
 
 # v0 (/api/v0/instances/) answers 410 "deprecated_endpoint" since mid-2026: never called.
@@ -196,17 +199,67 @@ def _empty(instances: dict[str, Instance]) -> bool:
     return not instances
 
 
+LISTED_INSTANCES = "cached from the last instance list"
+# The instance list's families per worker, in exposition order: one per INSTANCE_FIELDS entry,
+# the bill, the instance's status, its hardware (INSTANCE_LABEL_FIELDS as labels).
+INSTANCE_VALUE_FAMILIES = tuple(
+    WorkerFamily(f"vastai_worker_{field.metric}", f"{field.help}; {LISTED_INSTANCES}.")
+    for field in INSTANCE_FIELDS
+)
+BILLED_FAMILY = WorkerFamily(
+    "vastai_worker_billed_dollars_per_hour",
+    "What Vast bills for the worker now in dollars per hour: dph_total while its state bills "
+    "GPU compute (ready, loading), storage_total_cost while creating or inactive, 0 where not "
+    f"billed; {LISTED_INSTANCES}.",
+)
+INSTANCE_STATUS_FAMILY = WorkerFamily(
+    "vastai_worker_instance_status",
+    "Status of the worker's instance (lower-cased actual_status) as a label; value 1; "
+    f"{LISTED_INSTANCES}.",
+    ("actual_status",),
+)
+INSTANCE_INFO_FAMILY = WorkerFamily(
+    "vastai_worker_instance_info",
+    f"Hardware of the worker's instance, as labels; value 1; {LISTED_INSTANCES}.",
+    INSTANCE_LABEL_FIELDS,
+)
+_hardware = attrgetter(*INSTANCE_LABEL_FIELDS)  # an Instance's INSTANCE_LABEL_FIELDS, a tuple
+assert len(INSTANCE_LABEL_FIELDS) > 1, "attrgetter of one name returns the value, not a tuple"
+
+
 @dataclass(frozen=True)
 class InstancesView(View):
-    """Instances by worker id, joined to the worker rows; the last read's pages and time."""
+    """Instances by worker id, the series per worker made from them; the last read's pages and
+    time."""
 
     instances: Mapping[str, Instance]
     last_read: tuple[int, float] | None = None  # pages, seconds
 
-    def join(self, rows: Iterable[WorkerRow]) -> None:
-        if self.instances:
-            for row in rows:
-                row.instance = self.instances.get(row.worker.id)
+    def worker_families(self, statuses: Mapping[str, str | None]) -> Iterator[WorkerSeries]:
+        """Price and figures, bill (by the worker's status), status and hardware per worker."""
+        instances = self.instances
+        for field, family in zip(INSTANCE_FIELDS, INSTANCE_VALUE_FAMILIES, strict=True):
+            metric = field.metric
+            yield WorkerSeries(
+                family,
+                {
+                    k: value
+                    for k, i in instances.items()
+                    if (value := i.values.get(metric)) is not None
+                },
+            )
+        bills = {key: billed_dollars_per_hour(statuses.get(key), i) for key, i in instances.items()}
+        yield WorkerSeries(
+            BILLED_FAMILY, {k: bill for k, bill in bills.items() if bill is not None}
+        )
+        del bills
+        yield WorkerSeries(
+            INSTANCE_STATUS_FAMILY,
+            {key: (((i.actual_status,), 1.0),) for key, i in instances.items() if i.actual_status},
+        )
+        yield WorkerSeries(
+            INSTANCE_INFO_FAMILY, {key: ((_hardware(i), 1.0),) for key, i in instances.items()}
+        )
 
     def families(self) -> Iterator[Metric]:
         if self.last_read is None:
