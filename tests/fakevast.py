@@ -501,7 +501,7 @@ def offer(offer_id: int, gpu_name: str, num_gpus: int, dph_base: float, **fields
 
 
 def price_increase(
-    contract_id: int,
+    contract_id: Any,
     old_gpu_per_hour: float | None,
     new_gpu_per_hour: float | None,
     contract_end: float | None,
@@ -511,7 +511,7 @@ def price_increase(
     """A row of /api/v0/instances/pending-price-increases/ as vast-cli's list_pending
     documents it: GPU costs per GPU per second (given here per hour)."""
     row: dict[str, Any] = {
-        "pending_price_increase_id": 7000 + contract_id % 1000,
+        "pending_price_increase_id": 7001,
         "contract_id": contract_id,
         "host_id": 424_242,
         "new_gpu_costpersec": None if new_gpu_per_hour is None else new_gpu_per_hour / 3600,

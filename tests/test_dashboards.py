@@ -95,6 +95,9 @@ EXPORTED_METRICS = {
     "vastai_worker_group_offer_min_price_dollars_per_hour",
     "vastai_worker_group_offer_median_price_dollars_per_hour",
     "vastai_worker_group_supply_query_valid",
+    "vastai_worker_pending_price_increase",
+    "vastai_worker_gpu_price_per_gpu_dollars_per_hour",
+    "vastai_worker_contract_end_timestamp_seconds",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which the rules define (a
 # default and per-endpoint overrides). Its query falls back to the rules' default (the record

@@ -21,13 +21,14 @@ from exporter.fields import (
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_instance_page, parse_workers_payload
 from exporter.reads.billing import BillingView
+from exporter.reads.contracts import ContractsView, parse_pending
 from exporter.reads.deployments import DeploymentRow, DeploymentsView, parse_deployments
 from exporter.reads.instances import InstancesView
 from exporter.reads.listing import ListingView
 from exporter.reads.supply import Offers, Round, SupplyView
 from exporter.scheduler import TargetState
 
-from .fakevast import deployment, instance, worker
+from .fakevast import deployment, instance, price_increase, worker
 from .harness import parse_metrics, series
 from .reference import reference
 
@@ -150,12 +151,16 @@ def every_view() -> list:
     supply = SupplyView(
         ((("20", "10", "chat"), True, Offers(3, 4.0, 0.2, 0.25)),), Round((), 1, 0.5)
     )
+    increases = parse_pending(
+        {"pending_price_increases": [price_increase(1, 0.36, 0.45, 1.8e9, 1.9e9)]}
+    )
     return [
         ListingView(),
         InstancesView(page, (4, 3.5)),
         billing,
         DeploymentsView((row,)),
         supply,
+        ContractsView(increases),
     ]
 
 
@@ -177,11 +182,12 @@ def test_help_texts_say_the_data_is_cached() -> None:
     helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_")]
     billed = [line for line in helps if "billing read" in line]
     searched = [line for line in helps if "cached from the last offer search" in line]
+    contracted = [line for line in helps if "pending price increases" in line]
     polled = [
         line
         for line in helps
         if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
-        and line not in billed + searched
+        and line not in billed + searched + contracted
     ]
     counted = [line for line in helps if "counted by this exporter" in line]  # lifecycle
     listed = [
@@ -192,7 +198,7 @@ def test_help_texts_say_the_data_is_cached() -> None:
     ]
     priced = [line for line in polled if "instance list" in line]
     assert len(polled) == 42 and len(listed) == 16 and len(priced) == 13 and len(billed) == 5
-    assert len(counted) == 5 and len(searched) == 5
+    assert len(counted) == 5 and len(searched) == 5 and len(contracted) == 4
     deployments = [line for line in helps if line.startswith("# HELP vastai_deployment_")]
     assert len(deployments) == 13
     assert all("deployments read" in line for line in deployments if "_workers " not in line)
@@ -206,7 +212,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 89
+    assert len(names) == 93
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names

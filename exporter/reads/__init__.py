@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
+from .contracts import ContractsRead
 from .deployments import DeploymentsRead
 from .instances import InstancesRead
 from .listing import ListingRead
@@ -21,6 +22,7 @@ ACCOUNT_READS: tuple[type[AccountRead], ...] = (
     DeploymentsRead,
     # Supply and contracts (issue 23)
     SupplyRead,
+    ContractsRead,
 )
 
 # The kinds of the reads that readiness does not wait for (AccountRead.awaited).
