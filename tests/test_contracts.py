@@ -4,6 +4,7 @@ API over HTTP on loopback with the exporter in-process."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -139,8 +140,6 @@ async def test_the_demo_shows_a_contract_ending_within_a_day(run_exporter) -> No
         for labels, end in series(samples, "vastai_worker_contract_end_timestamp_seconds").items()
     }
     assert set(ends) == {"1001", "1002"}
-    import time
-
     assert 0 < ends["1002"] - time.time() < 86400 < ends["1001"] - time.time()
     prices = {
         (dict(labels)["worker_group_id"], dict(labels)["price"]): found
