@@ -437,3 +437,72 @@ DEPLOYMENT_FIELDS: tuple[Field, ...] = (
     ),
 )
 assert len({f.metric for f in DEPLOYMENT_FIELDS}) == len(DEPLOYMENT_FIELDS), "duplicate metric"
+# --- Supply and contracts (issue 23) ---------------------------------------------------------
+SEARCH_OFFERS = "vast-ai/docs search_offers.yaml"
+PRICE_INCREASES = "vastai 1.9.1 vastai/api/price_increase.py list_pending"
+OFFER_PRICE = (
+    SEARCH_OFFERS + ': "Total $/hour rental cost" of the whole offer (its GPUs and the storage '
+    "asked, allocated_storage)"
+)
+
+# The only fields of an offer (POST /api/v0/bundles/) the supply read keeps, summed or reduced
+# over the offers of each worker group's search: vastai_worker_group_<metric>.
+OFFER_FIELDS: tuple[Field, ...] = (
+    Field(
+        "num_gpus",
+        "offer_gpus",
+        "GPUs of those offers (num_gpus summed)",
+        SEARCH_OFFERS + " (num_gpus: 4 in its example); vast-cli search offers: '# of GPUs'",
+    ),
+    Field(
+        "dph_total",
+        "offer_min_price_dollars_per_hour",
+        "Price of the cheapest of those offers in dollars per hour (dph_total); absent without "
+        "offers",
+        OFFER_PRICE,
+    ),
+    Field(
+        "dph_total",
+        "offer_median_price_dollars_per_hour",
+        "Median price of those offers in dollars per hour (dph_total); absent without offers",
+        OFFER_PRICE,
+    ),
+)
+
+# Fields of a pending price increase (GET /api/v0/instances/pending-price-increases/), per
+# worker whose instance it names (contract_id): vastai_worker_<metric>.
+PRICE_INCREASE_FIELDS: tuple[Field, ...] = (
+    Field(
+        "old_gpu_costpersec",
+        "gpu_price_per_gpu_dollars_per_hour",
+        'GPU price of the worker\'s contract per GPU in dollars per hour, now (price="old") '
+        'and after the host\'s pending increase (price="new"; the old one when the increase '
+        "leaves it unchanged)",
+        PRICE_INCREASES + ": dollars per GPU per second; vast-cli's show "
+        'pending-price-increases prints it x3600 as "GPU ($/GPU/hr)"',
+        scaled(3600),
+    ),
+    Field(
+        "new_gpu_costpersec",
+        "gpu_price_per_gpu_dollars_per_hour",
+        "The same, after the increase; null: the GPU price does not change",
+        PRICE_INCREASES + ': as old_gpu_costpersec; "a null new means the resource did not '
+        'change" (vastai/cli/commands/price_increase.py)',
+        scaled(3600),
+    ),
+    Field(
+        "contract_end_date",
+        "contract_end_timestamp_seconds",
+        "Unix time the worker's contract ends unless the renter accepts the increase (auto-extend "
+        "stops at the old price)",
+        PRICE_INCREASES + ': unix seconds, printed as "Current End (UTC)"',
+        parse_timestamp,
+    ),
+    Field(
+        "ask_end_date",
+        "contract_offered_end_timestamp_seconds",
+        "Unix time the contract would end at the new price, if accepted",
+        PRICE_INCREASES + ': unix seconds, printed as "New End (UTC)"',
+        parse_timestamp,
+    ),
+)

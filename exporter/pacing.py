@@ -43,6 +43,7 @@ class ApiPath:
     spacing: float  # seconds between two requests at least; 0: not paced per path
     source: str  # where the path and its limit are published
     host: str = "console"  # "api": run.vast.ai's worker lists, paced by the shared bucket
+    method: str = "GET"  # how the exporter calls it ("POST": the offer search)
 
     def format(self, **ids: int | str) -> str:
         """The path of one request, its `{name}` segments filled in."""

@@ -22,6 +22,9 @@ class Kind(StrEnum):
     INSTANCES = "instances"  # the v1 instance list
     BILLING = "billing"  # credit and today's charges
     DEPLOYMENTS = "deployments"  # deployments, their versions and expiry
+    # Supply and contracts (issue 23)
+    SUPPLY = "supply"  # offers matching each polled worker group's search
+    CONTRACTS = "contracts"  # hosts' pending price increases on the polled workers
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,13 @@ class VastClient:
         instance tokens, the user's email).
         """
         with self._scrubbed():
-            return await self._get_console(path, parse, params)
+            return await self._console("GET", path, parse, params=params)
+
+    async def post(self, path: str, parse: Callable[[Any], T], body: dict[str, Any]) -> T:
+        """POST a JSON body to a console path (an offer search) and parse its JSON with `parse`:
+        the key in the header, paced, counted and scrubbed as `get` is."""
+        with self._scrubbed():
+            return await self._console("POST", path, parse, payload=body)
 
     async def first_that_exists(
         self, paths: tuple[str, ...], call: Callable[[str], Awaitable[T]]
@@ -157,10 +163,15 @@ class VastClient:
                 raise NotReady(exc.message.replace(self._api_key, REDACTED)) from None
             raise
 
-    async def _get_console(
-        self, path: str, parse: Callable[[Any], T], params: dict[str, str] | None = None
+    async def _console(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        params: dict[str, str] | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> T:
-        status, headers, body = await self._request("GET", "console", path, params=params)
+        status, headers, body = await self._request(method, "console", path, payload, params)
         if not 200 <= status < 300:
             raise _status_error(status, headers, body)
         # Account answers hold secrets (endpoint api_keys, instance tokens): an error about one

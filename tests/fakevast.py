@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.sim import Reply, create_app, paths, ratelimit
+from exporter.sim import Reply, create_app, market, paths, ratelimit
 from exporter.sim.api import route_of
 from exporter.sim.billing import DAY, charges_answer
 
@@ -36,6 +36,8 @@ AUTOGROUP_PATH = paths.AUTOGROUP_WORKERS
 WORKERGROUP_PATH = paths.WORKERGROUP_WORKERS
 DEPLOYMENTS_PATH = paths.DEPLOYMENTS
 DEPLOYMENT_VERSIONS_PATH = paths.DEPLOYMENT_VERSIONS  # a template: .format(id=...)
+BUNDLES_PATH = paths.BUNDLES
+PENDING_PATH = paths.PENDING_PRICE_INCREASES
 USER_EMAIL = "someone@example.com"
 USER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser someone@laptop"
 
@@ -108,7 +110,7 @@ class FakeVast:
         self.api_key = api_key
         self.group_paths = group_paths
         # Vast's limits (ratelimit.RateLimit) by path: none unless a test sets one.
-        self.rate_limits: dict[str, ratelimit.RateLimit] = {}
+        self.rate_limits: dict[str, ratelimit.Limit] = {}
         self.listing_paths = (
             ENDPTJOBS_PATH,
             WORKERGROUPS_PATH,
@@ -120,6 +122,8 @@ class FakeVast:
             paths.DEPLOYMENTS_NO_SLASH,
             paths.DEPLOYMENT,
             DEPLOYMENT_VERSIONS_PATH,
+            BUNDLES_PATH,
+            PENDING_PATH,
         )
         self.listings: dict[str, Script] = {}
         self.endpoint_records: list[dict[str, Any]] = []
@@ -138,6 +142,10 @@ class FakeVast:
         # first; a deployment without an entry answers 404, as an unknown one).
         self.deployment_records: list[dict[str, Any]] = []
         self.version_records: dict[int, list[dict[str, Any]]] = {}
+        # Supply and contracts: the marketplace the offer searches run over (sim/market.py
+        # filters, orders and limits it), and the pending price increases' rows.
+        self.offer_records: list[dict[str, Any]] = []
+        self.price_increase_rows: list[dict[str, Any]] = []
         self.behaviours: dict[tuple[str, int], Script] = {}
         self.requests: list[Request] = []
         self.url = ""
@@ -210,6 +218,18 @@ class FakeVast:
 
     def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
         return self.version_records.get(deployment_id)
+
+    def offers(self, body: Any) -> tuple[int, Any]:
+        return market.search(self.offer_records, body)
+
+    def pending_price_increases(self) -> dict[str, Any]:
+        rows = self.price_increase_rows
+        return {"success": True, "count": len(rows), "truncated": False,
+                "pending_price_increases": rows}  # fmt: skip
+
+    def searches(self) -> list[dict[str, Any]]:
+        """The bodies of the offer searches received, in order."""
+        return [json.loads(request.body) for request in self.requests_for(BUNDLES_PATH)]
 
     # ----- serving --------------------------------------------------------------------------
 
@@ -310,9 +330,12 @@ def endpoint(endpoint_id: int, name: str, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def worker_group(group_id: int, endpoint_id: int, endpoint_name: str) -> dict[str, Any]:
-    """A worker group of /api/v0/workergroups/, secret api_key included."""
-    return {
+def worker_group(
+    group_id: int, endpoint_id: int, endpoint_name: str, search_query: Any = None
+) -> dict[str, Any]:
+    """A worker group of /api/v0/workergroups/, secret api_key included; `search_query` only
+    when given (an object, a string or a list of strings)."""
+    record = {
         "id": group_id,
         "endpoint_id": endpoint_id,
         "endpoint_name": endpoint_name,
@@ -323,6 +346,9 @@ def worker_group(group_id: int, endpoint_id: int, endpoint_name: str) -> dict[st
         "created_at": "2026-11-01T10:00:00Z",
         "api_key": LISTING_SECRET,
     }
+    if search_query is not None:
+        record["search_query"] = search_query
+    return record
 
 
 def instance(instance_id: int, gpu_name: str, dph_total: float | None, **fields: Any) -> dict:
@@ -443,3 +469,64 @@ def version(version_id: int, label: str | None, **fields: Any) -> dict[str, Any]
     }
     base.update(fields)
     return base
+
+
+def offer(offer_id: int, gpu_name: str, num_gpus: int, dph_base: float, **fields: Any) -> dict:
+    """An offer of /api/v0/bundles/ as search_offers.yaml shows one, host data included (never
+    to be kept); sim/market.py prices it (dph_total = dph_base + storage) and filters it."""
+    base: dict[str, Any] = {
+        "id": offer_id,
+        "ask_contract_id": offer_id,
+        "machine_id": 7_770_000 + offer_id,
+        "host_id": 5_550_000 + offer_id,
+        "public_ipaddr": f"203.0.113.{offer_id % 250 + 1}",
+        "geolocation": "Atlantis, AT",
+        "hostname": "gpu-host.example.org",
+        "gpu_name": gpu_name,
+        "num_gpus": num_gpus,
+        "gpu_ram": 24564,
+        "reliability": 0.99,
+        "verified": True,
+        "rentable": True,
+        "rented": False,
+        "external": False,
+        "dph_base": dph_base,
+        "min_bid": round(dph_base / 2, 4),
+        "storage_cost": 0.0,  # $/GB/month: dph_total = dph_base
+        "dlperf": 100.0,
+        "total_flops": 80.0,
+    }
+    base.update(fields)
+    return base
+
+
+def price_increase(
+    contract_id: Any,
+    old_gpu_per_hour: float | None,
+    new_gpu_per_hour: float | None,
+    contract_end: float | None,
+    ask_end: float | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A row of /api/v0/instances/pending-price-increases/ as vast-cli's list_pending
+    documents it: GPU costs per GPU per second (given here per hour)."""
+    row: dict[str, Any] = {
+        "pending_price_increase_id": 7001,
+        "contract_id": contract_id,
+        "host_id": 424_242,
+        "new_gpu_costpersec": None if new_gpu_per_hour is None else new_gpu_per_hour / 3600,
+        "new_disk_ram_costpersec": None,
+        "new_bwu_cost": None,
+        "new_bwd_cost": None,
+        "new_platform_fee": None,
+        "old_gpu_costpersec": None if old_gpu_per_hour is None else old_gpu_per_hour / 3600,
+        "old_disk_ram_costpersec": 3.2e-08,
+        "old_bwu_cost": 0.002,
+        "old_bwd_cost": 0.002,
+        "old_platform_fee": 0.0,
+        "contract_end_date": contract_end,
+        "ask_end_date": ask_end,
+        "created_at": 1796000000.0,
+    }
+    row.update(fields)
+    return row

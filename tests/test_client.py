@@ -8,16 +8,20 @@ import json
 import pytest
 
 from exporter.config import Target
+from exporter.pacing import ApiPath, Pacing
 from exporter.parsing import PollError
+from exporter.traffic import RequestCounter
 from exporter.vast import VastClient, create_session, parse_retry_after
 
 from .fakevast import (
     AUTOGROUP_PATH,
+    BUNDLES_PATH,
     ENDPOINT_PATH,
     FAILURES,
     WORKERGROUP_PATH,
     FakeVast,
     failure,
+    offer,
     worker,
     workers,
 )
@@ -177,3 +181,40 @@ async def test_oversized_streamed_body_is_cut_off(fake_vast: FakeVast) -> None:
         await fetch(fake_vast, ENDPOINT, max_response_bytes=10_000)
     assert caught.value.reason == "invalid_response"
     assert [w.id for w in await fetch(fake_vast, ENDPOINT)] == [str(i) for i in range(200)]
+
+
+@pytest.mark.virtual_time
+async def test_post_sends_a_json_body_paced_counted_and_scrubbed(fake_vast: FakeVast) -> None:
+    """client.post, for the offer search: the body as JSON, the key only in the header, the
+    path's spacing and 429 hold, the request counted, an echoed key redacted."""
+    fake_vast.offer_records = [offer(1, "RTX 4090", 1, 0.3), offer(2, "RTX 3090", 1, 0.2)]
+    counter = RequestCounter()
+    pacing = Pacing([ApiPath(BUNDLES_PATH, 6.0, "test", method="POST")])
+    search = {"gpu_name": {"eq": "RTX 4090"}, "order": [["dph_total", "asc"]]}
+    async with create_session(4) as session:
+        client = VastClient(
+            session, fake_vast.url, API_KEY, 2.0, console_url=fake_vast.url, counter=counter,
+            pacing=pacing,
+        )  # fmt: skip
+        first = await client.post(BUNDLES_PATH, lambda answer: answer["offers"], search)
+        second = await client.post(BUNDLES_PATH, lambda answer: answer["offers"], {})
+        fake_vast.listings[BUNDLES_PATH] = failure(400, f"bad key {API_KEY}")
+        with pytest.raises(PollError) as caught:
+            await client.post(BUNDLES_PATH, lambda answer: answer, {})
+        fake_vast.listings[BUNDLES_PATH] = failure(429, "too many searches", {"Retry-After": "20"})
+        with pytest.raises(PollError) as limited:
+            await client.post(BUNDLES_PATH, lambda answer: answer, {})
+        del fake_vast.listings[BUNDLES_PATH]
+        await client.post(BUNDLES_PATH, lambda answer: answer, {})
+    assert [o["id"] for o in first] == [1] and {o["id"] for o in second} == {1, 2}
+    requests = fake_vast.requests_for(BUNDLES_PATH)
+    assert json.loads(requests[0].body) == search
+    assert all(r.headers["Authorization"] == f"Bearer {API_KEY}" for r in requests)
+    assert all(API_KEY not in r.body.decode() + r.query for r in requests)
+    # 6 s apart, and held for the 429's Retry-After.
+    assert [r.at for r in requests] == [0.0, 6.0, 12.0, 18.0, 38.0]
+    assert caught.value.reason == "api_error" and API_KEY not in caught.value.message
+    assert "<redacted>" in caught.value.message and limited.value.reason == "rate_limited"
+    counts = dict(counter.snapshot())
+    assert counts[("console", BUNDLES_PATH, "200")] == 3
+    assert counts[("console", BUNDLES_PATH, "429")] == 1

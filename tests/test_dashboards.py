@@ -90,6 +90,14 @@ EXPORTED_METRICS = {
     "vastai_deployment_versions",
     "vastai_deployment_expiry_timestamp_seconds",
     "vastai_deployment_workers",
+    # supply and contracts (issue 23)
+    "vastai_worker_group_offers",
+    "vastai_worker_group_offer_min_price_dollars_per_hour",
+    "vastai_worker_group_offer_median_price_dollars_per_hour",
+    "vastai_worker_group_supply_query_valid",
+    "vastai_worker_pending_price_increase",
+    "vastai_worker_gpu_price_per_gpu_dollars_per_hour",
+    "vastai_worker_contract_end_timestamp_seconds",
 }
 # The only recorded series a panel may draw: the spend alert's threshold, which the rules define (a
 # default and per-endpoint overrides). Its query falls back to the rules' default (the record
@@ -459,8 +467,9 @@ def test_cost_panels():
         or "cost_dollars" in " ".join(t["expr"] for t in p["targets"])
     ]
     assert len(money) >= 6
+    ratios = ("Credit runway", "Worker price over the cheapest offer")  # hours, a ratio
     for panel in money:
-        if panel["type"] != "table" and panel["title"] != "Credit runway":  # hours of money
+        if panel["type"] != "table" and panel["title"] not in ratios:
             assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
 
 

@@ -14,17 +14,21 @@ from exporter.fields import (
     ENDPOINT_FIELDS,
     GROUP_FIELDS,
     INSTANCE_FIELDS,
+    OFFER_FIELDS,
+    PRICE_INCREASE_FIELDS,
     WORKER_FIELDS,
 )
 from exporter.metrics import build_snapshot
 from exporter.parsing import REASONS, parse_instance_page, parse_workers_payload
 from exporter.reads.billing import BillingView
+from exporter.reads.contracts import ContractsView, parse_pending
 from exporter.reads.deployments import DeploymentRow, DeploymentsView, parse_deployments
 from exporter.reads.instances import InstancesView
 from exporter.reads.listing import ListingView
+from exporter.reads.supply import Offers, Round, SupplyView
 from exporter.scheduler import TargetState
 
-from .fakevast import deployment, instance, worker
+from .fakevast import deployment, instance, price_increase, worker
 from .harness import parse_metrics, series
 from .reference import reference
 
@@ -144,7 +148,20 @@ def every_view() -> list:
     )
     row = DeploymentRow(("7", "square", "default", "10", "chat"), found, (), True, (1, 2))
     page = parse_instance_page({"instances": [instance(1, "RTX 4090", 0.4), instance(2, "", None)]})
-    return [ListingView(), InstancesView(page, (4, 3.5)), billing, DeploymentsView((row,))]
+    supply = SupplyView(
+        ((("20", "10", "chat"), True, Offers(3, 4.0, 0.2, 0.25)),), Round((), 1, 0.5)
+    )
+    increases = parse_pending(
+        {"pending_price_increases": [price_increase(1, 0.36, 0.45, 1.8e9, 1.9e9)]}
+    )
+    return [
+        ListingView(),
+        InstancesView(page, (4, 3.5)),
+        billing,
+        DeploymentsView((row,)),
+        supply,
+        ContractsView(increases),
+    ]
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
@@ -164,22 +181,24 @@ def test_help_texts_say_the_data_is_cached() -> None:
     text = render(snapshot).decode()
     helps = [line for line in text.splitlines() if line.startswith("# HELP vastai_")]
     billed = [line for line in helps if "billing read" in line]
+    searched = [line for line in helps if "cached from the last offer search" in line]
+    contracted = [line for line in helps if "pending price increases" in line]
     polled = [
         line
         for line in helps
-        if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target")) and line not in billed
+        if line.startswith(("# HELP vastai_worker_", "# HELP vastai_target"))
+        and line not in billed + searched + contracted
     ]
     counted = [line for line in helps if "counted by this exporter" in line]  # lifecycle
     listed = [
         line
         for line in helps
         if line.startswith(("# HELP vastai_endpoint", "# HELP vastai_worker_group_"))
-        and line not in billed
-        and line not in counted
+        and line not in billed + counted + searched
     ]
     priced = [line for line in polled if "instance list" in line]
     assert len(polled) == 42 and len(listed) == 16 and len(priced) == 13 and len(billed) == 5
-    assert len(counted) == 5
+    assert len(counted) == 5 and len(searched) == 5 and len(contracted) == 4
     deployments = [line for line in helps if line.startswith("# HELP vastai_deployment_")]
     assert len(deployments) == 13
     assert all("deployments read" in line for line in deployments if "_workers " not in line)
@@ -193,7 +212,7 @@ def test_readme_documents_every_exported_metric() -> None:
     rows = [state(GROUP, worker(1)), state(ENDPOINT, worker(1))]
     text = render(build_snapshot(rows, 300, NOW, views=every_view())).decode()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    assert len(names) == 82
+    assert len(names) == 93
     runtime = RuntimeFamilies().render(openmetrics=False).decode()  # process_*, python_*
     names |= {line.split()[2] for line in runtime.splitlines() if line.startswith("# TYPE")}
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
@@ -208,6 +227,8 @@ def test_readme_unit_table_follows_the_field_declarations() -> None:
         ("vastai_worker_group_", GROUP_FIELDS),
         ("vastai_worker_", INSTANCE_FIELDS),
         ("vastai_deployment_", DEPLOYMENT_FIELDS),
+        ("vastai_worker_group_", OFFER_FIELDS),
+        ("vastai_worker_", PRICE_INCREASE_FIELDS),
     )
     expected = [f"| `{f.api}` | `{p}{f.metric}` | {f.source} |" for p, t in tables for f in t]
     rows = [line for line in readme.splitlines() if line in expected]

@@ -85,15 +85,19 @@ async def test_the_landing_page_shows_every_read(run_exporter) -> None:
 
 
 async def _statuses(base: str, key: str) -> dict[str, int | str]:
-    """The status of a GET of every path every read calls, with the key; a templated path
-    (`{id}`) with an id that need not exist: Vast's 404 for an unknown id is JSON ("unknown
-    id" here), aiohttp's for a path without a route the text "404: Not Found"."""
+    """The status of a call of every path every read calls, with the key, by the path's method
+    (a POST with an empty JSON object); a templated path (`{id}`) with an id that need not
+    exist: Vast's 404 for an unknown id is JSON ("unknown id" here), aiohttp's for a path
+    without a route the text "404: Not Found"."""
     headers = {"Authorization": f"Bearer {key}"}
     statuses: dict[str, int | str] = {}
     async with aiohttp.ClientSession() as session:
         for read in ACCOUNT_READS:
             for path in read.paths:
-                async with session.get(base + path.format(id=1), headers=headers) as response:
+                body = {} if path.method == "POST" else None
+                async with session.request(
+                    path.method, base + path.format(id=1), headers=headers, json=body
+                ) as response:
                     routed = (await response.text()) != "404: Not Found"
                     unknown_id = response.status == 404 and routed and "{" in path.path
                     statuses[path.path] = "unknown id" if unknown_id else response.status

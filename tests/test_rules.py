@@ -45,6 +45,8 @@ REQUIRED_ALERTS = {
     "VastaiDeploymentUnhealthy",  # issue 24: not on its last healthy version for 30 minutes
     "VastaiDeploymentExpiring",  # issue 24: torn down within 10 minutes, heartbeats late
     "VastaiDeploymentRolloutStalled",  # issue 24: workers on two versions for 30 minutes
+    "VastaiWorkerGroupNoSupply",  # issue 23: a polled group's query matches no offer for 15m
+    "VastaiWorkerContractEnding",  # issue 23: a pending price increase, contract ends within 24h
 }
 REQUIRED_RECORDS = {
     "endpoint:vastai_worker_cur_load:sum",
@@ -78,6 +80,8 @@ REQUIRED_RECORDS = {
     "endpoint:vastai_idle_spend_threshold_dollars_per_hour:effective",
     # issue 13: how long the credit lasts
     "account:vastai_credit_runway:hours",
+    # issue 23: each worker's price over its group's cheapest offer
+    "worker:vastai_worker_price_over_cheapest_offer:ratio",
 }
 
 

@@ -61,6 +61,11 @@ def instance(body: Any) -> Ids:
     return one(body["instances"])
 
 
+def contracts(body: Any) -> Ids:
+    """The instances of the pending price increases' envelope."""
+    return {str(row["contract_id"]) for row in body["pending_price_increases"]}
+
+
 def charged(body: Any) -> Ids:
     """The contracts of a charges page, such as `instance-18142921` and `volume-5512`."""
     return {str(node["source"]) for node in body["results"]}
@@ -91,6 +96,20 @@ GROUPS = Source("GET", "/api/v0/workergroups/", results)
 INSTANCES = Source("GET", "/api/v1/instances/", instances)
 DEPLOYMENTS = Source("GET", "/api/v0/deployments/", lambda body: listed(body["deployments"]))
 CHARGES = "/api/v0/charges/?select_filters=$days&limit=100"  # as the CLI asks for them
+# What `vastai search offers gpu_name=RTX_4090 num_gpus=1 -o dph_total` sends: its default
+# filters, the query as its parse_query reads it, the order, the type and the storage.
+OFFER_SEARCH = json.dumps(
+    {
+        "verified": {"eq": True},
+        "external": {"eq": False},
+        "rentable": {"eq": True},
+        "gpu_name": {"eq": "RTX 4090"},
+        "num_gpus": {"eq": "1"},
+        "order": [["dph_total", "asc"]],
+        "type": "on-demand",
+        "allocated_storage": 5.0,
+    }
+)
 READS: tuple[Read, ...] = (
     Read("show endpoints", listed, Source("GET", "/api/v0/endptjobs/", results)),
     Read("show workergroups", listed, GROUPS),
@@ -119,6 +138,17 @@ READS: tuple[Read, ...] = (
         Source(
             "GET", "/api/v0/deployment/$deployment/versions/", lambda body: listed(body["versions"])
         ),
+    ),
+    # Supply and contracts (issue 23): the offer search, and the hosts' pending increases.
+    Read(
+        "search offers gpu_name=RTX_4090 num_gpus=1 -o dph_total",
+        listed,
+        Source("POST", "/api/v0/bundles/", lambda body: listed(body["offers"]), OFFER_SEARCH),
+    ),
+    Read(
+        "show pending-price-increases",
+        contracts,
+        Source("GET", "/api/v0/instances/pending-price-increases/", contracts),
     ),
 )
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
+from .contracts import ContractsRead
 from .deployments import DeploymentsRead
 from .instances import InstancesRead
 from .listing import ListingRead
+from .supply import SupplyRead
 
 ACCOUNT_READS: tuple[type[AccountRead], ...] = (
     ListingRead,
     InstancesRead,
     BillingRead,
     DeploymentsRead,
+    # Supply and contracts (issue 23)
+    SupplyRead,
+    ContractsRead,
 )
 
-__all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext"]
+# The kinds of the reads that readiness does not wait for (AccountRead.awaited).
+NOT_AWAITED = frozenset(read.kind for read in ACCOUNT_READS if not read.awaited)
+
+__all__ = ["ACCOUNT_READS", "NOT_AWAITED", "AccountRead", "PeriodicReader", "ReadContext"]

@@ -62,6 +62,9 @@ class AccountRead(ABC):
     settings_type: ClassVar[type]  # that section: a settings dataclass (exporter/settings.py)
     paths: ClassVar[tuple[ApiPath, ...]]  # every path it calls, with its published limit
     demo: ClassVar[Mapping[str, Any]]  # its settings under --demo
+    # Whether /-/ready and the first-round log line wait for its first read; a read whose
+    # first read takes minutes by design (the offer searches, 10 a minute) says False.
+    awaited: ClassVar[bool] = True
 
     def __init__(self, context: ReadContext) -> None:
         self.context = context

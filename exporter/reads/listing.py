@@ -47,13 +47,15 @@ class DiscoverySettings:
 
 
 # vast-ai/docs show_endpoints.yaml and show_autogroup.yaml; the group list has an older alias,
-# tried when the newer name answers 404. Their published x-rate-limit thresholds (3.0 and 2.0)
-# are not enforced per path: each read asks each path once, and discovery.interval (5m by
-# default) spaces the reads; its floor (1s) is older than this declaration.
+# tried when the newer name answers 404. The endpoint list's published x-rate-limit threshold
+# (3.0) is not enforced per path: the listing alone asks it, once a read, and
+# discovery.interval (5m by default) spaces the reads; its floor (1s) is older than this
+# declaration. The group list is also read by the supply read (its search queries): two reads
+# may ask it at once, so its threshold (2.0) is kept.
 LISTING_ENDPOINTS = ApiPath("/api/v0/endptjobs/", 0.0, "show_endpoints.yaml")
 LISTING_GROUPS = (
-    ApiPath("/api/v0/workergroups/", 0.0, "show_autogroup.yaml"),
-    ApiPath("/api/v0/autojobs/", 0.0, "show_autogroup.yaml, its older name (vast-cli)"),
+    ApiPath("/api/v0/workergroups/", 2.0, "show_autogroup.yaml (x-rate-limit threshold 2.0)"),
+    ApiPath("/api/v0/autojobs/", 2.0, "show_autogroup.yaml, its older name (vast-cli)"),
 )
 LISTING_ENDPOINTS_PATH = LISTING_ENDPOINTS.path
 LISTING_GROUP_PATHS = tuple(path.path for path in LISTING_GROUPS)

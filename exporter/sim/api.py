@@ -45,10 +45,15 @@ class Account(Protocol):
     def deployment_versions(self, deployment_id: int) -> list[dict[str, Any]] | None:
         """The versions of a deployment, newest first; None for an unknown deployment."""
 
+    # Supply and contracts: an offer search's (status, answer) for its body, and the pending
+    # price increases' envelope.
+    def offers(self, body: Any) -> tuple[int, Any]: ...
+    def pending_price_increases(self) -> dict[str, Any]: ...
+
 
 _ACCOUNT_KEY = web.AppKey("account", object)  # an Account
 _API_KEY = web.AppKey("api_key", object)  # str | None
-_LIMITS_KEY = web.AppKey("rate_limits", dict)  # route -> ratelimit.RateLimit
+_LIMITS_KEY = web.AppKey("rate_limits", dict)  # route -> ratelimit.Limit
 
 
 def _account(request: web.Request) -> Account:
@@ -259,6 +264,35 @@ def _deployment_versions(account: Account, request: web.Request) -> web.StreamRe
     return web.json_response({"success": True, "versions": versions})
 
 
+async def _bundles(request: web.Request) -> web.StreamResponse:
+    """POST /api/v0/bundles/, the offer search (search_offers.yaml): a missing or unknown key
+    is HTTP 404 "Invalid user key" as published; the body is the search object; the answer's
+    Content-Type is exactly application/json, which vast-cli's search offers requires."""
+    key = _bearer(request)
+    if not _authorized(request, key):
+        body = {"success": False, "error": "invalid_user", "msg": "Invalid user key"}
+        return web.json_response(body, status=404)
+    account = _account(request)
+    scripted = account.reply(request.path, None)
+    if scripted is not None:
+        return await send(request, scripted)
+    if (refusal := _too_fast(request, key)) is not None:
+        return refusal
+    try:
+        search: Any = json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        search = None
+    status, answer = account.offers(search)
+    return web.Response(
+        status=status, body=json.dumps(answer).encode(), content_type="application/json"
+    )
+
+
+def _pending_price_increases(account: Account, request: web.Request) -> web.StreamResponse:
+    """GET /api/v0/instances/pending-price-increases/ (vast-cli vastai/api/price_increase.py)."""
+    return web.json_response(account.pending_price_increases())
+
+
 def _login_first(handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
     """403 without a key, before anything else (show_charges.yaml)."""
 
@@ -277,11 +311,12 @@ def create_app(
     account: Account,
     api_key: str | None = None,
     *,
-    rate_limits: dict[str, ratelimit.RateLimit] | None = None,
+    rate_limits: dict[str, ratelimit.Limit] | None = None,
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     """The simulated API as an aiohttp app; with ``api_key`` set, only that key is accepted.
-    `rate_limits` by route (read on every request): by default `ratelimit.LIMITS`."""
+    `rate_limits` by route (read on every request): by default `ratelimit.LIMITS` and
+    `ratelimit.WINDOWS`."""
     app = web.Application(middlewares=list(middlewares))
     app[_ACCOUNT_KEY] = account
     app[_API_KEY] = api_key
@@ -310,6 +345,8 @@ def create_app(
     app.router.add_get(paths.DEPLOYMENT, _account_read(_deployment))
     app.router.add_get(paths.DEPLOYMENT_VERSIONS, _account_read(_deployment_versions))
     app.router.add_get(paths.INSTANCE, _account_read(_instance_v0))
+    app.router.add_post(paths.BUNDLES, _bundles)
+    app.router.add_get(paths.PENDING_PRICE_INCREASES, _account_read(_pending_price_increases))
     return app
 
 

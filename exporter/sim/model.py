@@ -26,6 +26,7 @@ from . import deployments, records
 from .billing import SimulatedBilling, WorkerBill
 from .paths import GROUP_WORKERS
 from .reply import Reply
+from .supply import Contract, SimulatedSupply
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ class Simulation:
         self._event_n = 0
         self._t0 = float(clock())
         self._billing = SimulatedBilling()
+        self._supply = SimulatedSupply(seed, self._t0, DAY_SECONDS)
         self._populate(self._t0)
         self._billing.seed(self._t0, ((self._bill(w), w.started_at) for w in self._workers))
         self._step(self._t0)
@@ -370,6 +372,29 @@ class Simulation:
             "user_id": USER_ID,
             "api_key": _api_key_for(self.seed, "workergroup", g.id),
         }
+
+    # ----- supply and contracts (sim/supply.py) ---------------------------------------------
+
+    def offers(self, body: Any) -> tuple[int, Any]:
+        """POST /api/v0/bundles/: the marketplace searched with `body`, as it stands now."""
+        return self._supply.search(body, float(self._clock()))
+
+    def pending_price_increases(self) -> dict[str, Any]:
+        """GET /api/v0/instances/pending-price-increases/: hosts' increases on some workers."""
+        self._sync()
+        return self._supply.pending(
+            Contract(
+                w.id,
+                w.group.id,
+                w.group.num_gpus,
+                w.dph_total,
+                _storage_cost(w.group),
+                w.group.disk_gb,
+                w.started_at,
+                w.state in ("stopping", "destroying"),
+            )
+            for w in self._workers
+        )
 
     def instances(self) -> list[dict[str, Any]]:
         """One instance record per current worker, as GET /api/v1/instances/ lists them and

@@ -26,3 +26,6 @@ DEPLOYMENTS = "/api/v0/deployments/"
 DEPLOYMENTS_NO_SLASH = "/api/v0/deployments"
 DEPLOYMENT = "/api/v0/deployment/{id}/"
 DEPLOYMENT_VERSIONS = "/api/v0/deployment/{id}/versions/"
+# Supply and contracts (issue 23): the offer search is a POST with the search object as body.
+BUNDLES = "/api/v0/bundles/"
+PENDING_PRICE_INCREASES = "/api/v0/instances/pending-price-increases/"

@@ -24,6 +24,10 @@ LIMITS: dict[str, float] = {
     paths.DEPLOYMENT: 3.0,
     paths.DEPLOYMENT_VERSIONS: 3.0,
 }
+# Path -> (requests, seconds): at most that many in any such window, per key.
+WINDOWS: dict[str, tuple[int, float]] = {
+    paths.BUNDLES: (10, 60.0),  # search_offers.yaml x-rate-limit: 10 requests per minute per IP
+}
 
 
 def too_fast(interval: float) -> str:
@@ -48,6 +52,32 @@ class RateLimit:
         return True
 
 
-def default_limits() -> dict[str, RateLimit]:
-    """A fresh RateLimit for each path of LIMITS."""
-    return {path: RateLimit(interval) for path, interval in LIMITS.items()}
+class WindowLimit:
+    """At most `count` requests in any `per` seconds per key, as search_offers.yaml publishes
+    its limit (10 a minute); its 429 names the average spacing that keeps within it."""
+
+    def __init__(self, count: int, per: float, clock: Callable[[], float] = loop_time):
+        self.count = count
+        self.per = per
+        self.interval = per / count
+        self._clock = clock
+        self._recent: dict[str, list[float]] = {}
+
+    def allows(self, key: str) -> bool:
+        now = self._clock()
+        recent = [at for at in self._recent.get(key, []) if now - at < self.per]
+        allowed = len(recent) < self.count
+        if allowed:
+            recent.append(now)
+        self._recent[key] = recent
+        return allowed
+
+
+Limit = RateLimit | WindowLimit
+
+
+def default_limits() -> dict[str, Limit]:
+    """A fresh limit for each path of LIMITS and WINDOWS."""
+    limits: dict[str, Limit] = {path: RateLimit(interval) for path, interval in LIMITS.items()}
+    limits.update((path, WindowLimit(*window)) for path, window in WINDOWS.items())
+    return limits
