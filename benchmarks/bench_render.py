@@ -8,7 +8,10 @@ render thread after a poll round: `build_snapshot` (one row per worker, views jo
 without gzip (`render`: the renderer's own work, which gzip's fixed cost would hide). Times are
 this thread's CPU time (what a render costs the one render thread and the GIL; on a shared
 machine, wall time would measure the neighbours), medians and minimums over `--repeat` renders,
-with the garbage collector on, as in production.
+with the garbage collector on, as in production. Where other processes share the cores, even
+CPU time varies by a fifth between runs; instruction counts do not: run it under
+`valgrind --tool=cachegrind --cache-sim=no` with `--repeat 1` and `--repeat 3` (and
+PYTHONHASHSEED=0), and halve the difference of the two `I refs`: one repetition's instructions.
 
     python benchmarks/bench_render.py [--workers 10000] [--repeat 30] [--instances]
 """

@@ -137,14 +137,15 @@ async def wait_loaded(exporter: ExporterProcess, workers: int, instances: bool =
         async def loaded() -> bool:
             return exported_workers(await scrape_targets(session, exporter.base_url)) == workers
 
-        await wait_until(ready, LOAD_TIMEOUT, "/-/ready")
+        # The instance list is a target too: /-/ready waits for its first read.
+        timeout = LOAD_TIMEOUT + (first_instance_read_seconds(workers) if instances else 0)
+        await wait_until(ready, timeout, "/-/ready", every=1.0)
         await wait_until(loaded, LOAD_TIMEOUT, f"{workers} workers on /metrics", every=0.5)
         if instances:
 
             async def read() -> bool:
                 return instances_read(await scrape_targets(session, exporter.base_url))
 
-            timeout = LOAD_TIMEOUT + first_instance_read_seconds(workers)
             await wait_until(read, timeout, "a read of the instance list", every=1.0)
 
 

@@ -248,11 +248,14 @@ class InstancesView(View):
                     if (value := i.values.get(metric)) is not None
                 },
             )
-        bills = {key: billed_dollars_per_hour(statuses.get(key), i) for key, i in instances.items()}
         yield WorkerSeries(
-            BILLED_FAMILY, {k: bill for k, bill in bills.items() if bill is not None}
+            BILLED_FAMILY,
+            {
+                k: bill
+                for k, i in instances.items()
+                if (bill := billed_dollars_per_hour(statuses.get(k), i)) is not None
+            },
         )
-        del bills
         yield WorkerSeries(
             INSTANCE_STATUS_FAMILY,
             {key: (((i.actual_status,), 1.0),) for key, i in instances.items() if i.actual_status},
