@@ -25,6 +25,30 @@ hypothesis_settings.register_profile("long", max_examples=600)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
+# The files that take longest, longest first: `--dist loadfile` hands files to the workers in
+# collection order, so a long file collected last would run alone at the end (longest
+# processing time first keeps the two workers busy to the end).
+SLOW_FILES = (
+    "test_prometheus_e2e.py",
+    "test_docker.py",
+    "test_exporter.py",
+    "test_web.py",
+    "test_supply.py",
+    "test_rules.py",
+    "test_alertmanager.py",
+    "test_resilience.py",
+    "test_discovery.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+
+
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
     """Tests marked `virtual_time` run on an event loop whose clock jumps over idle waits."""
     if item.get_closest_marker("virtual_time") is not None:
