@@ -41,6 +41,13 @@ SLOW_FILES = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist (3.6 and newer) would hand out the files by their number of tests instead:
+    keep the order above."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
