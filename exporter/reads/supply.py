@@ -231,7 +231,9 @@ class SupplyRead(AccountRead):
     ) -> tuple[tuple[PlannedGroup, ...], dict[str, dict[str, Any]]]:
         """The polled groups with their search keys, and each distinct search once."""
         planned, bodies = [], {}
-        for group_id, labels in sorted(self._polled_groups(records).items()):
+        # Newest groups (the highest ids) first: a group just created is the likeliest to have a
+        # search nothing matches, and the one its operator is watching.
+        for group_id, labels in sorted(self._polled_groups(records).items(), reverse=True):
             search = records[group_id]
             self._report(group_id, search.error)
             if search.error is not None:
