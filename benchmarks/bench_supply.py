@@ -32,27 +32,23 @@ import itertools
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from bench_memory import SCRAPE_TARGET_MS, TARGET_WORKERS, sample
 from common import (
     API_KEY,
     ROOT,
     ExporterProcess,
-    base_env,
+    exporter_with,
     fast_config,
     machine,
     realistic_worker,
     run,
     stop_child,
-    stop_exporter,
     target_values,
     wait_until,
 )
@@ -168,16 +164,8 @@ async def exporter_on(
         discovery={"enabled": True, "interval": "5m"},
         supply={"enabled": supply, "interval": "1m", "max_offers": 100},
     )
-    with tempfile.TemporaryDirectory(prefix="vastai-bench-") as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        argv = ["--config.file", str(path), "--web.listen-address", "127.0.0.1:0"]
-        exporter = ExporterProcess(argv, base_env(VAST_API_KEY=API_KEY))
-        try:
-            await exporter.start()
-            yield exporter
-        finally:
-            await stop_exporter(exporter)
+    async with exporter_with(config) as exporter:
+        yield exporter
 
 
 async def first_round(base_url: str) -> None:

@@ -207,6 +207,13 @@ async def running_exporter(
         page_interval = f"{INSTANCE_PAGE_SECONDS:g}s"
         config["vast"]["console_url"] = api_url
         config["instances"] = {"enabled": True, "interval": "60s", "page_interval": page_interval}
+    async with exporter_with(config) as exporter:
+        yield exporter
+
+
+@contextlib.asynccontextmanager
+async def exporter_with(config: dict[str, Any]) -> AsyncIterator[ExporterProcess]:
+    """The real exporter (`python -m exporter`) on a config, stopped however the block ends."""
     with tempfile.TemporaryDirectory(prefix="vastai-bench-") as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config))

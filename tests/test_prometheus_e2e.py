@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
+from .alerting import wait_ready
 from .conftest import require_binary
 from .harness import ExporterProcess, base_env
 from .test_dashboards import DASHBOARDS as DASHBOARD_FILES
@@ -112,18 +113,6 @@ async def get_json(session: aiohttp.ClientSession, url: str, **params: str) -> d
         return await response.json()
 
 
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
-        try:
-            async with session.get(f"{base}/-/ready") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("Prometheus did not become ready")
-
-
 async def queries_without_data(
     session: aiohttp.ClientSession, base: str, queries: dict[str, str]
 ) -> dict[str, str]:
@@ -188,7 +177,7 @@ async def every_panel_query_has_data_without_rules(base: str) -> dict[str, float
     panels = panel_query_count()
     assert panels >= 105 and len(queries) == panels + 8, "4 query variables per dashboard"
     async with aiohttp.ClientSession() as session:
-        await wait_ready(session, base)
+        await wait_ready(session, base, lambda: "")
         rules = await get_json(session, f"{base}/api/v1/rules")
         assert rules["data"]["groups"] == [], "no rule file is loaded"
         missing = await queries_without_data(session, base, queries)
@@ -205,7 +194,7 @@ async def every_rule_evaluates_and_rule_backed_queries_have_data(base: str) -> d
     override = f'{SPEND_THRESHOLD}:effective{{endpoint_name="{OVERRIDE_ENDPOINT}"}}'
     backed["the override"] = f"{override} == {OVERRIDE_DOLLARS:g}"
     async with aiohttp.ClientSession() as session:
-        await wait_ready(session, base)
+        await wait_ready(session, base, lambda: "")
         missing = await queries_without_data(session, base, backed)
         assert not missing, f"queries without data after {QUERY_DEADLINE}s, rules: {missing}"
 

@@ -14,6 +14,7 @@ so one HTTP layer serves the demo and every test.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -157,22 +158,25 @@ def _worker_list(
 
 
 def _account_read(
-    answer: Callable[[Account, web.Request], web.StreamResponse],
+    answer: Callable[[Account, web.Request], Any],
+    unauthorized: Callable[[], web.Response] = _unauthorized,
 ) -> Callable[[web.Request], Any]:
-    """A GET handler for a console read: bearer key required, as on console.vast.ai; then the
-    account's scripted reply if it has one, else `answer`."""
+    """A handler for a console read: bearer key required, as on console.vast.ai (`unauthorized`
+    answers without one); then the account's scripted reply if it has one, the path's rate
+    limit, else `answer` (a response, or a coroutine of one)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         key = _bearer(request)
         if not _authorized(request, key):
-            return _unauthorized()
+            return unauthorized()
         account = _account(request)
         scripted = account.reply(request.path, None)
         if scripted is not None:
             return await send(request, scripted)
         if (refusal := _too_fast(request, key)) is not None:
             return refusal
-        return answer(account, request)
+        response = answer(account, request)
+        return await response if inspect.isawaitable(response) else response
 
     return handler
 
@@ -264,20 +268,17 @@ def _deployment_versions(account: Account, request: web.Request) -> web.StreamRe
     return web.json_response({"success": True, "versions": versions})
 
 
-async def _bundles(request: web.Request) -> web.StreamResponse:
-    """POST /api/v0/bundles/, the offer search (search_offers.yaml): a missing or unknown key
-    is HTTP 404 "Invalid user key" as published; the body is the search object; the answer's
-    Content-Type is exactly application/json, which vast-cli's search offers requires."""
-    key = _bearer(request)
-    if not _authorized(request, key):
-        body = {"success": False, "error": "invalid_user", "msg": "Invalid user key"}
-        return web.json_response(body, status=404)
-    account = _account(request)
-    scripted = account.reply(request.path, None)
-    if scripted is not None:
-        return await send(request, scripted)
-    if (refusal := _too_fast(request, key)) is not None:
-        return refusal
+def _invalid_user() -> web.Response:
+    """A missing or unknown key on the offer search: HTTP 404 "Invalid user key", as
+    search_offers.yaml publishes it."""
+    body = {"success": False, "error": "invalid_user", "msg": "Invalid user key"}
+    return web.json_response(body, status=404)
+
+
+async def _bundles(account: Account, request: web.Request) -> web.StreamResponse:
+    """POST /api/v0/bundles/, the offer search (search_offers.yaml): the body is the search
+    object; the answer's Content-Type is exactly application/json, which vast-cli's search
+    offers requires."""
     try:
         search: Any = json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -345,7 +346,7 @@ def create_app(
     app.router.add_get(paths.DEPLOYMENT, _account_read(_deployment))
     app.router.add_get(paths.DEPLOYMENT_VERSIONS, _account_read(_deployment_versions))
     app.router.add_get(paths.INSTANCE, _account_read(_instance_v0))
-    app.router.add_post(paths.BUNDLES, _bundles)
+    app.router.add_post(paths.BUNDLES, _account_read(_bundles, _invalid_user))
     app.router.add_get(paths.PENDING_PRICE_INCREASES, _account_read(_pending_price_increases))
     return app
 
