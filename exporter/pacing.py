@@ -137,10 +137,6 @@ class Pacing:
         """A setting that spaces a path further than Vast asks (instances.page_interval)."""
         self._pacers[path].spacing = spacing
 
-    def spacing(self, path: str) -> float:
-        pacer = self._pacers.get(self.route(path))
-        return 0.0 if pacer is None else pacer.spacing
-
     @contextlib.asynccontextmanager
     async def request(self, path: str) -> AsyncIterator[None]:
         """Wait until a request to `path` may go; a paced path is held until it ends."""

@@ -18,6 +18,7 @@ from .clock import loop_time, wait_event
 from .exposition import RENDERER, Exposition, build_exposition
 from .lifecycle import EndpointLifecycle
 from .metrics import NOTHING_EXCLUDED, ReloadStatus, View, build_snapshot
+from .reads import awaited
 from .scheduler import TargetState
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,11 @@ class MetricsCache:
         self._last_render_seconds = self._last_render_end - started
 
     async def _hold_for_first_round(self) -> None:
-        """Until every target has been polled once, or FIRST_ROUND_HOLD has passed."""
+        """Until every target the first round waits for (reads.awaited) has been polled once,
+        or FIRST_ROUND_HOLD has passed."""
         deadline = loop_time() + self.FIRST_ROUND_HOLD
         while (left := deadline - loop_time()) > 0:
-            states = tuple(self._states())
+            states = awaited(self._states())
             if states and all(state.polled for state in states):
                 break
             self._changed.clear()

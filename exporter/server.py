@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import __version__
 from .exposition import RuntimeFamilies
-from .reads import NOT_AWAITED
+from .reads import awaited
 from .render_loop import MetricsCache
 from .scheduler import TargetState
 from .webconfig import BasicAuth
@@ -145,9 +145,9 @@ class ExporterApp:
         return web.Response(text="Healthy.\n")
 
     async def ready(self, request: web.Request) -> web.Response:
-        """200 once /metrics holds a poll of every target (but the account reads it need not
-        wait for, NOT_AWAITED); it then stays 200."""
-        targets = [s for s in self._cache.snapshot.targets if s.target.kind not in NOT_AWAITED]
+        """200 once /metrics holds a poll of every target it waits for (reads.awaited); it then
+        stays 200."""
+        targets = awaited(self._cache.snapshot.targets)
         self._ready = self._ready or (bool(targets) and all(state.polled for state in targets))
         if self._ready:
             return web.Response(text="Ready.\n")

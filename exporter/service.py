@@ -22,7 +22,7 @@ from .lifecycle import LifecycleTracker, endpoint_of
 from .metrics import Exclusion, ReloadStatus, View
 from .pacing import Pacing
 from .parsing import Worker
-from .reads import ACCOUNT_READS, NOT_AWAITED, AccountRead, PeriodicReader
+from .reads import ACCOUNT_READS, AccountRead, PeriodicReader, awaited
 from .render_loop import MetricsCache
 from .scheduler import Scheduler, TargetState
 from .targets import Kind, Shard, Target, merge_targets
@@ -335,9 +335,8 @@ class Exporter:
 
     def _log_first_round(self) -> None:
         """One summary once every target, account reads and discovered ones included, has been
-        polled (success or failure), as /-/ready turns 200 (reads it need not wait for aside,
-        NOT_AWAITED)."""
-        states = tuple(s for s in self.states() if s.target.kind not in NOT_AWAITED)
+        polled (success or failure), as /-/ready turns 200 (the targets reads.awaited keeps)."""
+        states = awaited(self.states())
         if not states or not all(state.polled for state in states):
             return
         self._first_round_logged = True

@@ -7,6 +7,9 @@ Exporter's schedule are built from it; tests loop over it (tests/test_reads.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..scheduler import TargetState
 from .base import AccountRead, PeriodicReader, ReadContext
 from .billing import BillingRead
 from .contracts import ContractsRead
@@ -26,6 +29,13 @@ ACCOUNT_READS: tuple[type[AccountRead], ...] = (
 )
 
 # The kinds of the reads that readiness does not wait for (AccountRead.awaited).
-NOT_AWAITED = frozenset(read.kind for read in ACCOUNT_READS if not read.awaited)
+_NOT_AWAITED = frozenset(read.kind for read in ACCOUNT_READS if not read.awaited)
 
-__all__ = ["ACCOUNT_READS", "NOT_AWAITED", "AccountRead", "PeriodicReader", "ReadContext"]
+
+def awaited(states: Iterable[TargetState]) -> tuple[TargetState, ...]:
+    """The targets the first round waits for (/-/ready, its log line, the first render): all
+    but the reads whose first read takes minutes by design (AccountRead.awaited False)."""
+    return tuple(state for state in states if state.target.kind not in _NOT_AWAITED)
+
+
+__all__ = ["ACCOUNT_READS", "AccountRead", "PeriodicReader", "ReadContext", "awaited"]
